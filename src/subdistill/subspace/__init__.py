@@ -1,0 +1,15 @@
+"""Relevant-subspace estimation: moments, bases, the streaming fit and basis files."""
+
+from .basis import BASIS_METHODS, Basis, basis_from_moments, relevant_basis, subdistill_matrix
+from .moments import MomentAccumulator, Moments, moments_of
+
+__all__ = [
+    "BASIS_METHODS",
+    "Basis",
+    "MomentAccumulator",
+    "Moments",
+    "basis_from_moments",
+    "moments_of",
+    "relevant_basis",
+    "subdistill_matrix",
+]
