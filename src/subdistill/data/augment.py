@@ -1,0 +1,123 @@
+"""Batch-wise augmentation of normalised float images (B, C, H, W) on their own device.
+
+Random draws use torch's global RNG, so ``torch.manual_seed`` makes them reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError, closest
+
+Augment = Callable[[Tensor], Tensor]
+
+
+class RandomCrop:
+    """Pad each side by ``pad`` zeros (the mean colour, images being normalised) and crop back
+    to the original size at a random offset per sample."""
+
+    def __init__(self, pad: int) -> None:
+        self.pad = pad
+
+    def __call__(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        padded = F.pad(x, (self.pad,) * 4)
+        top = torch.randint(0, 2 * self.pad + 1, (b, 1), device=x.device)
+        left = torch.randint(0, 2 * self.pad + 1, (b, 1), device=x.device)
+        rows = (top + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+        cols = (left + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+
+
+def random_flip(x: Tensor) -> Tensor:
+    """Flip each sample horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class RandomResizedCrop:
+    """Per-sample crop of random area fraction ``scale`` and aspect ratio ``ratio``, resized
+    (bilinearly) back to the input size; the box is drawn as torchvision's RandomResizedCrop
+    draws it (10 tries, then a centre crop)."""
+
+    def __init__(self, scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), tries: int = 10) -> None:
+        self.scale, self.ratio, self.tries = scale, ratio, tries
+
+    def __call__(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        height, width = self._boxes(b, h, w, x.device)
+        top = torch.floor(torch.rand(b, device=x.device) * (h - height + 1))
+        left = torch.floor(torch.rand(b, device=x.device) * (w - width + 1))
+        # Affine map from output coordinates in [-1, 1] to the box in input coordinates.
+        theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+        theta[:, 0, 0] = width / w
+        theta[:, 0, 2] = (2 * left + width) / w - 1
+        theta[:, 1, 1] = height / h
+        theta[:, 1, 2] = (2 * top + height) / h - 1
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+
+    def _boxes(self, b: int, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Box (height, width) per sample, as float tensors of whole pixels."""
+        area = h * w * torch.empty(b, self.tries, device=device).uniform_(*self.scale)
+        log_ratio = torch.empty(b, self.tries, device=device).uniform_(
+            math.log(self.ratio[0]), math.log(self.ratio[1]))
+        aspect = torch.exp(log_ratio)
+        width = torch.round(torch.sqrt(area * aspect))
+        height = torch.round(torch.sqrt(area / aspect))
+        fits = (width > 0) & (width <= w) & (height > 0) & (height <= h)
+        first = fits.int().argmax(dim=1, keepdim=True)  # first fitting try
+        fallback_h, fallback_w = self._centre_box(h, w)
+        found = fits.any(dim=1)
+        height = torch.where(found, height.gather(1, first)[:, 0], float(fallback_h))
+        width = torch.where(found, width.gather(1, first)[:, 0], float(fallback_w))
+        return height, width
+
+    def _centre_box(self, h: int, w: int) -> tuple[int, int]:
+        """torchvision's fallback box: the whole image, clamped to the ratio range."""
+        in_ratio = w / h
+        if in_ratio < self.ratio[0]:
+            return round(w / self.ratio[0]), w
+        if in_ratio > self.ratio[1]:
+            return h, round(h * self.ratio[1])
+        return h, w
+
+
+def _compose(*augments: Augment) -> Augment:
+    def apply(x: Tensor) -> Tensor:
+        for augment in augments:
+            x = augment(x)
+        return x
+
+    return apply
+
+
+AUGMENTS: dict[str, Callable[[int], Augment | None]] = {
+    "none": lambda size: None,
+    "crop": lambda size: RandomCrop(max(1, size // 8)),
+    "flip": lambda size: random_flip,
+    "crop-flip": lambda size: _compose(RandomCrop(max(1, size // 8)), random_flip),
+    "resized-crop-flip": lambda size: _compose(RandomResizedCrop(), random_flip),
+}
+
+
+def build_augment(name: str, image_size: int) -> Augment | None:
+    """The batch augmentation ``name`` for images of side ``image_size`` (None for "none").
+
+    ``crop`` pads by ``max(1, image_size // 8)`` (4 for 32 px); ``crop-flip`` is the CIFAR
+    recipe, ``resized-crop-flip`` the ImageNet one.
+    """
+    if name not in AUGMENTS:
+        raise ConfigError(
+            f"unknown augmentation {name!r}.{closest(name, AUGMENTS)} "
+            f"Choose one of: {', '.join(AUGMENTS)}."
+        )
+    return AUGMENTS[name](image_size)

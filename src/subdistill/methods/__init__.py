@@ -1,0 +1,26 @@
+"""Distillation methods behind one interface; ``build_method(name, pairs, **options)``."""
+
+from . import kd, subdistill  # noqa: F401  (register the methods)
+from .base import (
+    METHODS,
+    DistillMethod,
+    LayerPair,
+    PrepareContext,
+    StepOutputs,
+    build_method,
+    describe_methods,
+    method_class,
+    register_method,
+)
+
+__all__ = [
+    "METHODS",
+    "DistillMethod",
+    "LayerPair",
+    "PrepareContext",
+    "StepOutputs",
+    "build_method",
+    "describe_methods",
+    "method_class",
+    "register_method",
+]

@@ -1,0 +1,130 @@
+"""The interface every distillation method implements, and the registry that finds them.
+
+A method is built from the layer pairs (with the shapes of the paired maps) and its
+hyper-parameters, owns its training-only heads (optimised with the student, never saved with
+it) and turns one step's outputs into a dict of named, already weighted loss terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ..errors import ConfigError, closest
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """A distilled (teacher layer, student layer) pair and the shapes of their maps."""
+
+    teacher: str
+    student: str
+    teacher_channels: int
+    student_channels: int
+    teacher_size: tuple[int, int]
+    student_size: tuple[int, int]
+
+    @property
+    def compared_size(self) -> tuple[int, int]:
+        """Spatial size at which the two maps are compared (the smaller one's)."""
+        t, s = self.teacher_size, self.student_size
+        return t if t[0] * t[1] <= s[0] * s[1] else s
+
+
+@dataclass
+class StepOutputs:
+    """What the trainer hands to a method at each step. Feature maps are (B, C, H, W) grids
+    keyed by layer path; teacher entries are empty/None for methods without a teacher."""
+
+    student_logits: Tensor
+    labels: Tensor
+    teacher_logits: Tensor | None = None
+    student_features: dict[str, Tensor] = field(default_factory=dict)
+    teacher_features: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareContext:
+    """Resources a method may use once before training (e.g. to fit subspaces)."""
+
+    teacher: nn.Module | None
+    fit_loader: Any
+    device: Any
+    seed: int = 0
+    run_dir: Any = None
+    progress: bool = False
+
+
+class DistillMethod(nn.Module):
+    """Base class: subclasses set the class attributes and implement :meth:`forward`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    hparams: ClassVar[dict[str, Any]] = {}
+    needs_teacher: ClassVar[bool] = True
+    uses_layers: ClassVar[bool] = False
+
+    def __init__(self, pairs: Sequence[LayerPair] = (), **options: Any):
+        super().__init__()
+        self.pairs = list(pairs)
+        self.options = {**self.hparams, **options}
+
+    def prepare(self, context: PrepareContext) -> None:
+        """One-time set-up before training; the default does nothing."""
+
+    def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+METHODS: dict[str, type[DistillMethod]] = {}
+
+
+def register_method(cls: type[DistillMethod]) -> type[DistillMethod]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_class(name: str) -> type[DistillMethod]:
+    """The registered method called ``name``."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}.{closest(name, METHODS)} "
+                          f"Available: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"method {name}: option {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"method {name}: option {key!r} must be a number, got {value!r}")
+        return type(default)(value) if isinstance(default, float) else value
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"method {name}: option {key!r} must be a string, got {value!r}")
+    return value
+
+
+def build_method(name: str, pairs: Sequence[LayerPair] = (), **options: Any) -> DistillMethod:
+    """Instantiate method ``name`` for ``pairs``; unknown or ill-typed options are ConfigErrors."""
+    cls = method_class(name)
+    for key in options:
+        if key not in cls.hparams:
+            accepted = ", ".join(cls.hparams) or "none"
+            raise ConfigError(f"method {name} has no option {key!r}.{closest(key, cls.hparams)} "
+                              f"Its options: {accepted}")
+    checked = {k: _coerce(name, k, v, cls.hparams[k]) for k, v in options.items()}
+    if cls.uses_layers and not pairs:
+        raise ConfigError(f"method {name} distils intermediate layers: give at least one layer "
+                          "pair (teacher layer -> student layer)")
+    return cls(pairs, **checked)
+
+
+def describe_methods() -> Mapping[str, type[DistillMethod]]:
+    """Registered methods, sorted by name."""
+    return dict(sorted(METHODS.items()))

@@ -1,0 +1,146 @@
+"""SubDistill: the student reproduces the teacher's task-relevant subspace at each layer pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import orthogonal
+
+from ..errors import BasisError, ConfigError
+from ..fingerprint import model_fingerprint
+from ..losses import subspace_loss
+from ..subspace.basis import BASIS_METHODS, Basis
+from ..subspace.fit import fit_subspaces
+from ..subspace.io import load_bases, save_bases
+from ..taps import align
+from .base import PrepareContext, register_method
+from .layerwise import LayerwiseMethod
+
+NORMALIZATIONS = ("standardize", "center", "none")
+
+
+class ChannelNormalization(nn.Module):
+    """Per-channel normalisation of the student map before the rotation.
+
+    ``standardize`` (the authors' behaviour): batch mean and variance in training, only the
+    running mean subtracted in eval. ``center``: batch mean in training, running mean in eval.
+    ``none``: identity.
+    """
+
+    def __init__(self, channels: int, mode: str = "standardize", momentum: float = 0.1,
+                 eps: float = 1e-5):
+        super().__init__()
+        if mode not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {mode!r}; choose one of {NORMALIZATIONS}")
+        self.mode, self.momentum, self.eps = mode, momentum, eps
+        self.register_buffer("running_mean", torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "none":
+            return x
+        if not self.training:
+            return x - self.running_mean[:, None, None]
+        mean = x.mean(dim=(0, 2, 3))
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+        centred = x - mean[:, None, None]
+        if self.mode == "center":
+            return centred
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        return centred / torch.sqrt(var + self.eps)[:, None, None]
+
+
+class SubspaceHead(nn.Module):
+    """Training-only head of one pair: fixed teacher projection ``Uᵀ(T − μ)`` and learnable
+    ``Q · n(S)`` with Q a k × k orthogonal matrix."""
+
+    def __init__(self, basis: Basis, student_channels: int, normalization: str = "standardize",
+                 energy_norm: bool = True):
+        super().__init__()
+        if basis.k != student_channels:
+            raise BasisError(f"the basis keeps k={basis.k} directions but the student layer has "
+                             f"{student_channels} channels; fit the basis with k={student_channels}")
+        self.register_buffer("U", basis.U.to(torch.float32))
+        self.register_buffer("mean", basis.mean.to(torch.float32))
+        energy = basis.energy if energy_norm else 1.0
+        if not energy > 0:
+            raise BasisError(f"the captured teacher energy is {basis.energy}; cannot normalise by it")
+        self.register_buffer("energy", torch.tensor(float(energy)))
+        self.norm = ChannelNormalization(student_channels, normalization)
+        self.rotation = orthogonal(nn.Linear(student_channels, student_channels, bias=False))
+
+    def target(self, teacher_map: Tensor) -> Tensor:
+        """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W)."""
+        return torch.einsum("bdhw,dk->bkhw", teacher_map - self.mean[:, None, None], self.U)
+
+    def prediction(self, student_map: Tensor) -> Tensor:
+        """Student coordinates ``Q · n(S)`` at every position, (B, k, H, W)."""
+        return torch.einsum("jk,bkhw->bjhw", self.rotation.weight, self.norm(student_map))
+
+    def forward(self, teacher_map: Tensor, student_map: Tensor) -> Tensor:
+        teacher_map, student_map = align(teacher_map, student_map)
+        return subspace_loss(self.prediction(student_map), self.target(teacher_map), self.energy)
+
+
+@register_method
+class SubDistill(LayerwiseMethod):
+    name = "subdistill"
+    description = "match the teacher's task-relevant subspace per layer pair (+ KD), the paper's method"
+    hparams = {
+        **LayerwiseMethod.hparams,
+        "basis": "subdistill",
+        "normalization": "standardize",
+        "energy_norm": True,
+        "positions": 20,
+        "bases_file": "",
+    }
+
+    def __init__(self, pairs, **options):
+        super().__init__(pairs, **options)
+        if self.options["basis"] not in BASIS_METHODS:
+            raise ConfigError(f"unknown basis method {self.options['basis']!r}; choose one of "
+                              f"{', '.join(BASIS_METHODS)}")
+        if self.options["normalization"] not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {self.options['normalization']!r}; "
+                              f"choose one of {', '.join(NORMALIZATIONS)}")
+        self.heads = nn.ModuleList()
+        self.bases: dict[str, Basis] = {}
+
+    def prepare(self, context: PrepareContext) -> None:
+        """Fit (or load) one basis per teacher layer, k = the paired student layer's width."""
+        self.bases = self._bases(context)
+        self.heads = nn.ModuleList(
+            SubspaceHead(self.bases[p.teacher], p.student_channels, self.options["normalization"],
+                         self.options["energy_norm"])
+            for p in self.pairs
+        ).to(context.device)
+
+    def _bases(self, context: PrepareContext) -> dict[str, Basis]:
+        positions = self.options["positions"]
+        expected = {
+            "teacher": model_fingerprint(context.teacher),
+            "method": self.options["basis"],
+            "pairs": ";".join(f"{p.teacher}->{p.student}:{p.student_channels}@"
+                              f"{p.compared_size[0]}x{p.compared_size[1]}" for p in self.pairs),
+            "positions": str(positions),
+            "seed": str(context.seed),
+        }
+        path = self.options["bases_file"] or (
+            Path(context.run_dir) / "bases.safetensors" if context.run_dir else "")
+        if path and Path(path).is_file():
+            return load_bases(path, expected)
+        bases = fit_subspaces(
+            context.teacher, context.fit_loader,
+            {p.teacher: p.student_channels for p in self.pairs},
+            method=self.options["basis"], positions=positions if positions > 0 else None,
+            seed=context.seed, compared_sizes={p.teacher: p.compared_size for p in self.pairs},
+            device=context.device, progress=context.progress,
+        )
+        if path:
+            save_bases(path, bases, expected)
+        return bases
+
+    def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
+        return self.heads[index](teacher_map, student_map)

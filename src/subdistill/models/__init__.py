@@ -1,0 +1,36 @@
+"""Model zoo: CIFAR ResNets, a MobileNet-like student, torchvision and timm models by name."""
+
+from subdistill.models import timm_models, torchvision_models  # noqa: F401  (register models)
+from subdistill.models.cifar_resnet import BasicBlock, CifarResNet, cifar_resnet
+from subdistill.models.inspect import LayerInfo, format_layer_table, layer_shapes
+from subdistill.models.mobile import InvertedResidual, MobileStudent, mobile_student
+from subdistill.models.registry import (
+    ModelFactory,
+    count_parameters,
+    create_model,
+    list_models,
+    load_weights,
+    register_model,
+    register_prefix,
+    save_weights,
+)
+
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "InvertedResidual",
+    "LayerInfo",
+    "MobileStudent",
+    "ModelFactory",
+    "cifar_resnet",
+    "count_parameters",
+    "create_model",
+    "format_layer_table",
+    "layer_shapes",
+    "list_models",
+    "load_weights",
+    "mobile_student",
+    "register_model",
+    "register_prefix",
+    "save_weights",
+]

@@ -1,0 +1,89 @@
+"""List a model's layers with their output shapes, to help choose distillation taps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LayerInfo", "format_layer_table", "layer_shapes"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A module path, its class name, its output shape and how often it ran in one forward."""
+
+    path: str
+    type: str
+    shape: tuple[int, ...]
+    calls: int = 1
+
+
+@contextmanager
+def _probe_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad inside; every module's own train/eval flag restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
+    """Submodules (not the root) whose output is a tensor, in the order they start running.
+
+    A module run several times (e.g. a shared activation) is listed once, with the shape of
+    its first output and its call count.
+    """
+    order: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    modules = dict(model.named_modules())
+    handles = []
+
+    def pre_hook(path: str) -> None:
+        if path not in calls:
+            order.append(path)
+        calls[path] = calls.get(path, 0) + 1
+
+    def hook(path: str, output: object) -> None:
+        if isinstance(output, Tensor):
+            shapes.setdefault(path, tuple(output.shape))
+
+    try:
+        for path, module in modules.items():
+            if path:
+                handles.append(module.register_forward_pre_hook(lambda m, a, p=path: pre_hook(p)))
+                handles.append(module.register_forward_hook(lambda m, a, o, p=path: hook(p, o)))
+        with _probe_mode(model):
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        LayerInfo(path, type(modules[path]).__name__, shapes[path], calls[path])
+        for path in order
+        if path in shapes
+    ]
+
+
+def format_layer_table(infos: list[LayerInfo]) -> str:
+    """A plain-text table: path, type, output shape (``x3`` marks a module run three times)."""
+    rows = [("path", "type", "output shape")] + [
+        (
+            info.path,
+            info.type if info.calls == 1 else f"{info.type} x{info.calls}",
+            "x".join(map(str, info.shape)),
+        )
+        for info in infos
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(
+        f"{path:<{widths[0]}}  {kind:<{widths[1]}}  {shape}".rstrip() for path, kind, shape in rows
+    )

@@ -1,0 +1,204 @@
+"""Model registry: build any registered network by name, and save/load its weights.
+
+A factory has the signature ``f(num_classes, in_channels=3, pretrained=False, **kwargs)``.
+Names of the form ``"prefix:name"`` are resolved by a prefix resolver (e.g. ``timm:``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from subdistill.errors import ModelError, closest
+
+__all__ = [
+    "ModelFactory",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "load_weights",
+    "register_model",
+    "register_prefix",
+    "reject_pretrained",
+    "save_weights",
+]
+
+_BASE_ARGS = ("num_classes", "in_channels", "pretrained")
+_MAX_LISTED = 10
+
+
+class ModelFactory(Protocol):
+    def __call__(
+        self, num_classes: int, in_channels: int = 3, pretrained: bool = False, **kwargs: object
+    ) -> nn.Module: ...
+
+
+PrefixResolver = Callable[[str], ModelFactory]
+
+_MODELS: dict[str, ModelFactory] = {}
+_PREFIXES: dict[str, PrefixResolver] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator registering a model factory under ``name``."""
+    if ":" in name:
+        raise ModelError(f"Model name {name!r} must not contain ':' (reserved for prefixes).")
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        if name in _MODELS:
+            raise ModelError(f"Model name {name!r} is already registered.")
+        _MODELS[name] = factory
+        return factory
+
+    return decorator
+
+
+def register_prefix(prefix: str, resolver: PrefixResolver) -> None:
+    """Route names ``"prefix:<name>"`` to ``resolver(<name>)``, which returns a factory."""
+    if prefix in _PREFIXES:
+        raise ModelError(f"Model prefix {prefix!r} is already registered.")
+    _PREFIXES[prefix] = resolver
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered models, optionally filtered by a shell-style pattern."""
+    names = sorted(_MODELS)
+    return names if pattern is None else fnmatch.filter(names, pattern)
+
+
+def reject_pretrained(name: str, pretrained: bool) -> None:
+    """Raise for ``pretrained=True`` on a model that has no published weights."""
+    if pretrained:
+        raise ModelError(
+            f"Model {name!r} has no pretrained weights; train it, or pass weights=PATH "
+            "to load a .safetensors state dict."
+        )
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    **kwargs: object,
+) -> nn.Module:
+    """Build model ``name``; ``weights`` optionally names a .safetensors state dict to load."""
+    if num_classes < 1 or in_channels < 1:
+        raise ModelError(
+            f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}."
+        )
+    if pretrained and weights is not None:
+        raise ModelError("Pass either pretrained=True or weights=PATH, not both.")
+    factory = _resolve(name)
+    _check_kwargs(name, factory, kwargs)
+    model = factory(num_classes, in_channels=in_channels, pretrained=pretrained, **kwargs)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def _resolve(name: str) -> ModelFactory:
+    prefix, sep, rest = name.partition(":")
+    if sep:
+        if prefix not in _PREFIXES:
+            raise ModelError(
+                f"Unknown model prefix {prefix!r} in {name!r}; known prefixes: "
+                f"{', '.join(sorted(_PREFIXES)) or 'none'}.{closest(prefix, _PREFIXES)}"
+            )
+        return _PREFIXES[prefix](rest)
+    if name not in _MODELS:
+        prefixes = "".join(f", or '{p}:<name>'" for p in sorted(_PREFIXES))
+        raise ModelError(
+            f"Unknown model {name!r}.{closest(name, _MODELS)} "
+            f"See subdistill.models.list_models(){prefixes}."
+        )
+    return _MODELS[name]
+
+
+def _check_kwargs(name: str, factory: ModelFactory, kwargs: dict[str, object]) -> None:
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if p not in _BASE_ARGS]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ModelError(
+            f"Model {name!r} got unexpected argument(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'none besides num_classes, in_channels, pretrained'}."
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of (distinct) parameter elements of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model.state_dict()`` to a .safetensors file atomically (temp file + rename)."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    data = save(state)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ModelError(f"Cannot write weights file {str(path)!r}: {e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a .safetensors state dict into ``model`` strictly (keys and shapes must match)."""
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise ModelError(f"Cannot read weights file {str(path)!r}: {e}") from e
+    _check_state(model.state_dict(), state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def _check_state(
+    expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], path: str | Path
+) -> None:
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(given[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: {_listing(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatch", mismatched),
+        )
+        if keys
+    ]
+    if problems:
+        raise ModelError(
+            f"Weights file {str(path)!r} does not fit the model; " + "; ".join(problems) + "."
+        )
+
+
+def _listing(items: list[str]) -> str:
+    more = len(items) - _MAX_LISTED
+    return ", ".join(items[:_MAX_LISTED]) + (f" ... (+{more} more)" if more > 0 else "")

@@ -1,0 +1,152 @@
+"""Streaming estimation of the relevant subspaces of several teacher layers in one pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..errors import BasisError
+from ..frozen import frozen
+from ..taps import LayerTaps, as_grid, flatten_positions
+from .basis import Basis, basis_from_moments
+from .moments import MomentAccumulator
+
+
+def logit_margin(logits: Tensor) -> Tensor:
+    """Explained scalar per sample: top-1 minus runner-up logit (the teacher's own prediction)."""
+    if logits.shape[-1] < 2:
+        raise BasisError("the explained logit margin needs at least two logits")
+    top2 = logits.topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
+
+
+@dataclass
+class LayerStatistics:
+    """Streaming sums of one layer: sampled (activation, gradient) pairs for the basis and,
+    when the loss compares a pooled map, activation moments of that pooled map for the energy."""
+
+    pairs: MomentAccumulator
+    compared: MomentAccumulator | None = None
+    compared_size: tuple[int, int] | None = None
+
+    def basis(self, method: str, k: int | None, seed: int = 0) -> Basis:
+        """Solve for the layer's basis; its energy is measured on the map the loss compares."""
+        moments = self.pairs.moments()
+        energy_cov = None
+        if self.compared is not None:
+            pooled = self.compared.moments()
+            shift = pooled.mean - moments.mean
+            energy_cov = pooled.cov_a + torch.outer(shift, shift)
+        basis = basis_from_moments(moments, method, k, seed=seed, energy_cov=energy_cov)
+        where = "sampled positions" if self.compared_size is None else (
+            "all positions of the map pooled to %dx%d" % self.compared_size)
+        basis.metadata.update(samples=str(moments.count), energy_on=where)
+        return basis
+
+
+def _sample_positions(vectors: Tensor, count: int | None, generator: torch.Generator) -> Tensor:
+    """``count`` distinct random positions per image from (B, P, d), flattened to (B·count, d)."""
+    b, p, d = vectors.shape
+    if count is None or count >= p:
+        return vectors.reshape(b * p, d)
+    order = torch.rand(b, p, generator=generator).argsort(dim=1)[:, :count]
+    index = order.to(vectors.device)[:, :, None].expand(b, count, d)
+    return vectors.gather(1, index).reshape(b * count, d)
+
+
+def accumulate_statistics(
+    teacher: nn.Module,
+    loader: Iterable,
+    layers: Iterable[str],
+    *,
+    positions: int | None = 20,
+    seed: int = 0,
+    compared_sizes: Mapping[str, tuple[int, int]] | None = None,
+    prefix_tokens: Mapping[str, int] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, LayerStatistics]:
+    """One pass of the frozen teacher over ``loader`` accumulating every layer's moments.
+
+    Per image, ``positions`` random spatial positions (or tokens; ``None`` = all) give pairs
+    (a, ∂f/∂a) with f the teacher's logit margin. ``compared_sizes[layer]`` is the spatial size
+    the loss pools the teacher map to, if smaller. Memory is independent of the dataset size.
+    """
+    layers = list(dict.fromkeys(layers))
+    compared_sizes = dict(compared_sizes or {})
+    prefix_tokens = dict(prefix_tokens or {})
+    generator = torch.Generator().manual_seed(seed)
+    stats: dict[str, LayerStatistics] = {}
+    with frozen(teacher), LayerTaps(teacher, layers) as taps:
+        for batch in tqdm(loader, desc="fitting subspaces", disable=not progress, leave=False):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x.to(device).requires_grad_(True)
+            margin = logit_margin(teacher(x)).sum()
+            outputs = [taps.outputs[layer] for layer in layers]
+            grads = torch.autograd.grad(margin, outputs, allow_unused=True)
+            for layer, act, grad in zip(layers, outputs, grads):
+                if grad is None:
+                    raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
+                a_grid = as_grid(act.detach(), prefix_tokens.get(layer))
+                c_grid = as_grid(grad, prefix_tokens.get(layer))
+                if layer not in stats:
+                    stats[layer] = _new_statistics(a_grid, compared_sizes.get(layer), device)
+                entry = stats[layer]
+                both = torch.cat([flatten_positions(a_grid), flatten_positions(c_grid)], dim=-1)
+                sampled = _sample_positions(both, positions, generator)
+                d = a_grid.shape[1]
+                entry.pairs.update(sampled[:, :d], sampled[:, d:])
+                if entry.compared is not None:
+                    pooled = F.adaptive_avg_pool2d(a_grid, entry.compared_size)
+                    entry.compared.update(flatten_positions(pooled).reshape(-1, d))
+    if not stats:
+        raise BasisError("the data loader yielded no batches; cannot fit subspaces")
+    return stats
+
+
+def _new_statistics(grid: Tensor, size: tuple[int, int] | None, device) -> LayerStatistics:
+    d, h, w = grid.shape[1:]
+    pairs = MomentAccumulator(d, with_gradients=True, device=device)
+    if size is None or size[0] * size[1] >= h * w:
+        return LayerStatistics(pairs)
+    size = (int(size[0]), int(size[1]))
+    return LayerStatistics(pairs, MomentAccumulator(d, with_gradients=False, device=device), size)
+
+
+def fit_subspaces(
+    teacher: nn.Module,
+    loader: Iterable,
+    layers: Iterable[str] | Mapping[str, int | None],
+    *,
+    method: str = "subdistill",
+    positions: int | None = 20,
+    seed: int = 0,
+    compared_sizes: Mapping[str, tuple[int, int]] | None = None,
+    prefix_tokens: Mapping[str, int] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, Basis]:
+    """Relevant subspace of each teacher layer from one streaming pass over ``loader``.
+
+    ``teacher`` must output the subtask's logits (see :func:`subdistill.restrict_teacher`);
+    ``loader`` yields unaugmented batches ``(x, y)`` or ``x``. ``layers`` is a list of module
+    paths, or a mapping path -> k (the paired student layer's width; None keeps all d).
+    """
+    ks = dict(layers) if isinstance(layers, Mapping) else dict.fromkeys(layers)
+    stats = accumulate_statistics(
+        teacher, loader, ks, positions=positions, seed=seed, compared_sizes=compared_sizes,
+        prefix_tokens=prefix_tokens, device=device, progress=progress,
+    )
+    bases = {}
+    for layer, entry in stats.items():
+        try:
+            bases[layer] = entry.basis(method, ks[layer], seed=seed)
+        except BasisError as err:
+            raise BasisError(f"layer {layer!r}: {err}") from None
+        bases[layer].metadata["layer"] = layer
+    return bases

@@ -1,0 +1,150 @@
+"""Layer taps: capture intermediate outputs by module path, and bring them to a common grid.
+
+Layers are named by their module path (``layer3``, ``blocks.2.3``, ``encoder.layers.8``).
+:class:`LayerTaps` attaches forward hooks for the duration of a ``with`` block and always
+removes them. :func:`as_grid` turns CNN maps (B, C, H, W), transformer tokens (B, N, C) and
+vectors (B, C) into maps (B, C, H, W); :func:`align` pools the larger of two maps to the
+smaller one's resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import LayerNotFoundError, closest
+
+MAX_PREFIX_TOKENS = 8
+
+
+def _candidates(model: nn.Module) -> Iterable[nn.Module]:
+    """The model and the models it wraps through ``.module`` (DDP, RestrictedTeacher, ...)."""
+    while True:
+        yield model
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return
+        model = inner
+
+
+def resolve_module(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at ``path``, looked up in ``model`` and in the models it wraps."""
+    for candidate in _candidates(model):
+        try:
+            return candidate.get_submodule(path)
+        except AttributeError:
+            continue
+    innermost = list(_candidates(model))[-1]
+    names = [name for name, _ in innermost.named_modules() if name]
+    raise LayerNotFoundError(
+        f"{type(innermost).__name__} has no layer {path!r}.{closest(path, names)} "
+        "List the layers with `subdistill layers MODEL`."
+    )
+
+
+class LayerTaps:
+    """Context manager recording the outputs of the named layers on every forward pass.
+
+    ``taps.outputs[path]`` holds the latest output. With ``clone=True`` the downstream network
+    receives a copy, so in-place operations after the layer cannot alter (or break autograd on)
+    the captured tensor; gradients still flow through the copy.
+    """
+
+    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = True):
+        self.model = model
+        self.paths = list(dict.fromkeys(paths))
+        self.clone = clone
+        self.outputs: dict[str, Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> LayerTaps:
+        try:
+            for path in self.paths:
+                module = resolve_module(self.model, path)
+                self._handles.append(module.register_forward_hook(self._hook(path)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Detach all hooks and forget the captured outputs."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.outputs.clear()
+
+    def _hook(self, path: str):
+        def hook(module: nn.Module, inputs, output):
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            if not isinstance(tensor, Tensor):
+                raise LayerNotFoundError(
+                    f"layer {path!r} returns {type(output).__name__}, not a tensor; "
+                    "tap a layer whose output is a tensor"
+                )
+            self.outputs[path] = tensor
+            if self.clone and tensor is output:
+                return tensor.clone()
+            return None
+
+        return hook
+
+
+def prefix_token_count(num_tokens: int) -> int:
+    """Number of leading class/register tokens: the fewest whose removal leaves a square grid."""
+    for prefix in range(MAX_PREFIX_TOKENS + 1):
+        side = math.isqrt(num_tokens - prefix) if num_tokens > prefix else 0
+        if side > 0 and side * side == num_tokens - prefix:
+            return prefix
+    raise LayerNotFoundError(
+        f"cannot arrange {num_tokens} tokens as a square grid after dropping up to "
+        f"{MAX_PREFIX_TOKENS} class/register tokens; set prefix_tokens for this layer"
+    )
+
+
+def as_grid(x: Tensor, prefix_tokens: int | None = None) -> Tensor:
+    """A layer output as a map (B, C, H, W).
+
+    Maps pass through; vectors (B, C) become (B, C, 1, 1); tokens (B, N, C) lose their
+    leading class/register tokens (``prefix_tokens``, inferred when None) and the patch
+    tokens are laid out row-major on a square grid.
+    """
+    if x.ndim == 4:
+        return x
+    if x.ndim == 2:
+        return x[:, :, None, None]
+    if x.ndim == 3:
+        b, n, c = x.shape
+        prefix = prefix_token_count(n) if prefix_tokens is None else prefix_tokens
+        side = math.isqrt(n - prefix)
+        if side * side != n - prefix:
+            raise LayerNotFoundError(
+                f"{n} tokens minus {prefix} prefix tokens do not form a square grid"
+            )
+        return x[:, prefix:].transpose(1, 2).reshape(b, c, side, side)
+    raise LayerNotFoundError(
+        f"cannot interpret a layer output of shape {tuple(x.shape)}: expected (B, C), "
+        "(B, N, C) tokens or (B, C, H, W) maps"
+    )
+
+
+def align(teacher: Tensor, student: Tensor) -> tuple[Tensor, Tensor]:
+    """Adaptive-average-pool the spatially larger of two maps to the other's resolution."""
+    t_size, s_size = teacher.shape[-2:], student.shape[-2:]
+    if t_size == s_size:
+        return teacher, student
+    if t_size[0] * t_size[1] > s_size[0] * s_size[1]:
+        return F.adaptive_avg_pool2d(teacher, s_size), student
+    return teacher, F.adaptive_avg_pool2d(student, t_size)
+
+
+def flatten_positions(grid: Tensor) -> Tensor:
+    """A map (B, C, H, W) as per-position vectors (B, H·W, C)."""
+    return grid.flatten(2).transpose(1, 2)

@@ -1,0 +1,25 @@
+"""Evaluation: accuracy of a classifier over a dataset."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset | DataLoader, device: torch.device | str = "cpu",
+             batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (a dataset or loader of ``(x, y)``), in eval mode."""
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in loader:
+            prediction = model(x.to(device)).argmax(dim=-1)
+            correct += (prediction == y.to(device)).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
+    return correct / max(total, 1)

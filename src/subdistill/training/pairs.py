@@ -1,0 +1,36 @@
+"""Resolving layer pairs: which teacher layer feeds which student layer, at which shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..methods.base import LayerPair
+from ..taps import LayerTaps, as_grid
+
+
+@torch.no_grad()
+def probe_pairs(teacher: nn.Module, student: nn.Module, pairs: Mapping[str, str],
+                example: Tensor) -> list[LayerPair]:
+    """Run both models once on ``example`` and describe each teacher -> student pair."""
+    if not pairs:
+        return []
+    shapes = {}
+    for role, model, layers in (("teacher", teacher, pairs.keys()),
+                                ("student", student, pairs.values())):
+        was_training = model.training
+        model.eval()
+        try:
+            with LayerTaps(model, layers) as taps:
+                model(example)
+                shapes[role] = {k: as_grid(v).shape[1:] for k, v in taps.outputs.items()}
+        finally:
+            model.train(was_training)
+    result = []
+    for t_layer, s_layer in pairs.items():
+        t_shape, s_shape = shapes["teacher"][t_layer], shapes["student"][s_layer]
+        result.append(LayerPair(t_layer, s_layer, t_shape[0], s_shape[0],
+                                tuple(t_shape[1:]), tuple(s_shape[1:])))
+    return result

@@ -1,0 +1,61 @@
+"""The run directory: resolved config, per-epoch metrics, student weights and a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from ..atomic import write_text
+from ..models.registry import save_weights
+
+
+def environment() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    import numpy
+    import torch
+    import torchvision
+
+    from .. import __version__
+
+    return {"subdistill": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform()}
+
+
+class RunDirectory:
+    """Files of one run: ``config.yaml``, ``metrics.jsonl``, ``student_best.safetensors``,
+    ``student_last.safetensors`` and ``summary.json`` (every write is atomic or an fsynced
+    append)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write the resolved config and the library versions."""
+        record = {**config, "environment": environment()}
+        write_text(self.path / "config.yaml", yaml.safe_dump(record, sort_keys=False))
+
+    def log_metrics(self, row: Mapping[str, Any]) -> None:
+        """Append one JSON line to ``metrics.jsonl``."""
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def save_student(self, student: nn.Module, tag: str) -> Path:
+        """Save the plain student's weights (no training-only heads) as ``student_<tag>``."""
+        path = self.path / f"student_{tag}.safetensors"
+        save_weights(student, path)
+        return path
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write ``summary.json``."""
+        write_text(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,254 @@
+"""The training loop shared by every method: distil a student from a frozen teacher."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data.augment import build_augment
+from ..errors import ConfigError, ModelError, SubdistillError, closest
+from ..frozen import frozen
+from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, method_class
+from ..subtask import Subtask, restrict_teacher
+from ..taps import LayerTaps, as_grid
+from .evaluate import accuracy
+from .optim import build_optimizer, build_schedule
+from .pairs import probe_pairs
+from .rundir import RunDirectory
+
+
+class NonFiniteLossError(SubdistillError):
+    """A loss term became NaN or infinite during training."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and loop settings (defaults: the paper's reference schedule)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "step"
+    step_size: int = 25
+    gamma: float = 0.5
+    augment: str = "none"
+    eval_batch_size: int = 256
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+@dataclass
+class DistillResult:
+    """Outcome of :func:`distill`: the student with its best-validation weights and the scores."""
+
+    student: nn.Module
+    method: DistillMethod
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float | None
+    teacher_val_accuracy: float | None
+    teacher_test_accuracy: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _num_classes(dataset: Dataset) -> int:
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1
+
+
+def _check_outputs(teacher: nn.Module | None, student: nn.Module, example: torch.Tensor,
+                   classes: int) -> None:
+    with torch.no_grad():
+        for role, model in (("student", student), ("teacher", teacher)):
+            if model is None:
+                continue
+            was_training = model.training
+            model.eval()
+            width = model(example).shape[-1]
+            model.train(was_training)
+            if width != classes:
+                hint = (" Restrict the teacher to the subtask (pass subtask= or use "
+                        "restrict_teacher)." if role == "teacher" else "")
+                raise ModelError(f"the {role} outputs {width} logits but the data has {classes} "
+                                 f"classes.{hint}")
+
+
+def _config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    names = [f.name for f in fields(TrainConfig)]
+    for key in overrides:
+        if key not in names:
+            raise ConfigError(f"unknown training option {key!r}.{closest(key, names)}")
+    return replace(config or TrainConfig(), **overrides)
+
+
+def distill(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Dataset,
+    val: Dataset,
+    *,
+    method: str = "subdistill",
+    pairs: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    test: Dataset | None = None,
+    subtask: Subtask | None = None,
+    config: TrainConfig | None = None,
+    run_dir: str | Path | None = None,
+    record: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> DistillResult:
+    """Train ``student`` on ``train`` with ``method``; keep the best-validation weights.
+
+    ``teacher`` must output the subtask's logits, or pass ``subtask`` to restrict it here.
+    ``pairs`` maps teacher layer paths to student layer paths. ``options`` are the method's
+    hyper-parameters (``subdistill methods`` lists them); training settings come from
+    ``config`` and keyword ``overrides`` (see :class:`TrainConfig`). Labels are used only for
+    model selection and evaluation unless the method itself uses them.
+    """
+    cfg = _config(config, overrides)
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    method_cls = method_class(method)
+    if method_cls.needs_teacher and teacher is None:
+        raise ConfigError(f"method {method} needs a teacher")
+    if not method_cls.needs_teacher:
+        teacher = None
+    if teacher is not None and subtask is not None:
+        teacher = restrict_teacher(teacher, subtask)
+    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)
+    _check_outputs(teacher, student, example, _num_classes(train))
+    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
+
+    run = RunDirectory(run_dir) if run_dir is not None else None
+    if run is not None:
+        run.write_config(dict(record) if record is not None else {
+            "method": method, "options": dict(options or {}), "pairs": pairs,
+            "train": asdict(cfg)})
+
+    fit_loader = DataLoader(train, batch_size=cfg.eval_batch_size, shuffle=False,
+                            num_workers=cfg.num_workers)
+    algorithm = build_method(method, layer_pairs, **dict(options or {}))
+    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir, cfg.progress))
+    algorithm.to(device)
+
+    params = list(student.parameters()) + list(algorithm.parameters())
+    optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
+                              drop_last=len(train) > cfg.batch_size, num_workers=cfg.num_workers,
+                              generator=torch.Generator().manual_seed(cfg.seed))
+    augment = build_augment(cfg.augment, int(example.shape[-1]))
+
+    history: list[dict[str, Any]] = []
+    best = {"epoch": -1, "val_accuracy": -1.0, "state": None}
+    epochs = tqdm(range(cfg.epochs), desc=f"{method}", disable=not cfg.progress)
+    with ExitStack() as stack:
+        t_taps = s_taps = None
+        if teacher is not None:
+            stack.enter_context(frozen(teacher))
+            t_taps = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
+        s_taps = stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs]))
+        for epoch in epochs:
+            started = time.perf_counter()
+            student.train()
+            algorithm.train()
+            sums: dict[str, float] = {}
+            steps = correct = seen = 0
+            for step, (x, y) in enumerate(train_loader):
+                x, y = x.to(device), y.to(device)
+                if augment is not None:
+                    x = augment(x)
+                outputs = StepOutputs(student_logits=student(x), labels=y)
+                outputs.student_features = {k: as_grid(v) for k, v in s_taps.outputs.items()}
+                if teacher is not None:
+                    with torch.no_grad():
+                        outputs.teacher_logits = teacher(x)
+                    outputs.teacher_features = {k: as_grid(v) for k, v in t_taps.outputs.items()}
+                terms = algorithm(outputs)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                    raise NonFiniteLossError(
+                        f"non-finite loss term(s) {', '.join(bad)} at epoch {epoch + 1}, step "
+                        f"{step + 1}; lower the learning rate or check the inputs")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                steps += 1
+                correct += int((outputs.student_logits.argmax(-1) == y).sum())
+                seen += y.numel()
+            lr = optimizer.param_groups[0]["lr"]
+            schedule.step()
+            val_acc = accuracy(student, val, device, cfg.eval_batch_size)
+            row = {"epoch": epoch + 1, "lr": lr,
+                   "loss": sum(sums.values()) / max(steps, 1),
+                   **{f"loss/{k}": v / max(steps, 1) for k, v in sums.items()},
+                   "train_accuracy": correct / max(seen, 1), "val_accuracy": val_acc,
+                   "seconds": time.perf_counter() - started}
+            history.append(row)
+            if val_acc > best["val_accuracy"]:
+                best = {"epoch": epoch + 1, "val_accuracy": val_acc,
+                        "state": copy.deepcopy(student.state_dict())}
+                if run is not None:
+                    run.save_student(student, "best")
+            if run is not None:
+                run.log_metrics(row)
+                run.save_student(student, "last")
+            epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{val_acc:.3f}",
+                               best=f"{best['val_accuracy']:.3f}")
+
+    if best["state"] is not None:
+        student.load_state_dict(best["state"])
+    def evaluate(model: nn.Module | None, data: Dataset | None) -> float | None:
+        if model is None or data is None:
+            return None
+        return accuracy(model, data, device, cfg.eval_batch_size)
+
+    result = DistillResult(
+        student=student, method=algorithm, best_epoch=best["epoch"],
+        best_val_accuracy=best["val_accuracy"], test_accuracy=evaluate(student, test),
+        teacher_val_accuracy=evaluate(teacher, val), teacher_test_accuracy=evaluate(teacher, test),
+        history=history, run_dir=run.path if run is not None else None,
+    )
+    if run is not None:
+        run.write_summary({
+            "method": method, "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy, "test_accuracy": result.test_accuracy,
+            "teacher_val_accuracy": result.teacher_val_accuracy,
+            "teacher_test_accuracy": result.teacher_test_accuracy,
+            "student_parameters": sum(p.numel() for p in student.parameters()),
+            "epochs": cfg.epochs})
+    return result

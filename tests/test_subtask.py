@@ -1,0 +1,174 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from subdistill.errors import SubtaskError
+from subdistill.subtask import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    CIFAR100_SUPERCLASSES,
+    DIGITS_CLASSES,
+    FASHION_MNIST_CLASSES,
+    PRESETS,
+    RestrictedTeacher,
+    Subtask,
+    list_presets,
+    restrict_teacher,
+)
+
+# Coarse label of each CIFAR-100 fine label, from the dataset's own meta (fine label order).
+CIFAR100_COARSE = [
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+]
+
+
+def test_cifar100_fine_names_are_the_standard_alphabetical_list():
+    assert len(CIFAR100_CLASSES) == 100
+    assert list(CIFAR100_CLASSES) == sorted(set(CIFAR100_CLASSES))
+    assert CIFAR100_CLASSES[4] == "beaver" and CIFAR100_CLASSES[99] == "worm"
+
+
+def test_cifar100_superclasses_match_the_coarse_labels():
+    presets = PRESETS["cifar100"]
+    assert list(presets) == list(CIFAR100_SUPERCLASSES)
+    for coarse, (name, classes) in enumerate(presets.items()):
+        expected = tuple(i for i, c in enumerate(CIFAR100_COARSE) if c == coarse)
+        assert classes == expected, name
+
+
+def test_aquatic_mammals_preset():
+    s = Subtask.resolve("aquatic_mammals", CIFAR100_CLASSES, "cifar100")
+    assert s.names == ("beaver", "dolphin", "otter", "seal", "whale")
+    assert s.classes == (4, 30, 55, 72, 95)
+    assert s.name == "aquatic_mammals"
+
+
+def test_imagenet_presets_are_the_papers_groups():
+    imagenet = PRESETS["imagenet"]
+    assert len(imagenet) == 8
+    assert imagenet["retriever"] == (205, 206, 207, 208, 209)
+    assert imagenet["bag"] == (414, 636, 728, 748, 797)
+    assert all(len(v) == 5 for v in imagenet.values())
+
+
+def test_small_dataset_presets():
+    def names(family, classes, preset):
+        return Subtask.resolve(preset, classes, family).names
+
+    assert names("cifar10", CIFAR10_CLASSES, "vehicles") == (
+        "airplane", "automobile", "ship", "truck")
+    assert names("cifar10", CIFAR10_CLASSES, "pets") == ("cat", "dog")
+    assert len(names("cifar10", CIFAR10_CLASSES, "animals")) == 6
+    assert names("fashion-mnist", FASHION_MNIST_CLASSES, "tops") == (
+        "T-shirt/top", "Pullover", "Coat", "Shirt")
+    assert names("fashion-mnist", FASHION_MNIST_CLASSES, "footwear") == (
+        "Sandal", "Sneaker", "Ankle boot")
+    assert names("digits", DIGITS_CLASSES, "confusable") == ("3", "5", "8", "9")
+    assert names("digits", DIGITS_CLASSES, "low") == ("0", "1", "2", "3", "4")
+
+
+def test_list_presets():
+    assert set(list_presets()) == {"cifar100", "imagenet", "cifar10", "fashion-mnist", "digits"}
+    assert list_presets("digits") == {"digits": ["confusable", "low"]}
+    with pytest.raises(SubtaskError, match="cifar100"):
+        list_presets("cifar1000")
+
+
+def test_classes_are_sorted_with_their_names():
+    s = Subtask((9, 3, 5), ("nine", "three", "five"))
+    assert s.classes == (3, 5, 9)
+    assert s.names == ("three", "five", "nine")
+    assert len(s) == 3
+    assert s.label_map == {3: 0, 5: 1, 9: 2}
+
+
+@pytest.mark.parametrize(
+    "classes, names, match",
+    [
+        ((), (), "at least 2"),
+        ((3,), ("a",), "at least 2"),
+        ((3, 3), ("a", "b"), "more than once"),
+        ((-1, 2), ("a", "b"), "negative"),
+        ((1, 2), ("a",), "one name per class"),
+    ],
+)
+def test_invalid_subtasks(classes, names, match):
+    with pytest.raises(SubtaskError, match=match):
+        Subtask(classes, names)
+
+
+def test_remap_numpy_and_tensor():
+    s = Subtask((7, 2, 4), ("a", "b", "c"))
+    out = s.remap(np.array([2, 4, 7, 7, 2]))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [0, 1, 2, 2, 0])
+    t = s.remap(torch.tensor([7, 4]))
+    assert isinstance(t, torch.Tensor) and t.tolist() == [2, 1]
+    for foreign in ([3], [-1], [8]):
+        with pytest.raises(SubtaskError, match="not classes"):
+            s.remap(np.array(foreign))
+
+
+@given(st.lists(st.integers(0, 50), min_size=2, max_size=10, unique=True))
+def test_remap_follows_ascending_order(classes):
+    s = Subtask(tuple(classes), tuple(map(str, classes)))
+    out = s.remap(np.array(classes))
+    np.testing.assert_array_equal(out, [sorted(classes).index(c) for c in classes])
+
+
+def test_resolve_lists_and_strings():
+    by_index = Subtask.resolve([5, 3], CIFAR10_CLASSES)
+    assert by_index.classes == (3, 5) and by_index.names == ("cat", "dog")
+    assert by_index.name == "custom"
+    assert Subtask.resolve(["Dog", "cat"], CIFAR10_CLASSES) == by_index
+    assert Subtask.resolve("dog, 3", CIFAR10_CLASSES) == by_index
+    assert Subtask.resolve([np.int64(3), 5], CIFAR10_CLASSES) == by_index
+    assert Subtask.resolve(by_index, CIFAR10_CLASSES) == by_index
+
+
+def test_resolve_errors():
+    with pytest.raises(SubtaskError, match=r"0\.\.9"):
+        Subtask.resolve([3, 10], CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match=r"0\.\.9"):
+        Subtask.resolve([-1, 3], CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match="Did you mean 'pets'"):
+        Subtask.resolve("pet", CIFAR10_CLASSES, "cifar10")
+    with pytest.raises(SubtaskError, match="Did you mean 'horse'"):
+        Subtask.resolve(["cat", "hors"], CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match="no preset"):
+        Subtask.resolve("pets", CIFAR10_CLASSES)  # no family
+    with pytest.raises(SubtaskError, match="ambiguous"):
+        Subtask.resolve(["crane", "cat"], ["crane", "cat", "crane"])
+    with pytest.raises(SubtaskError, match="at least 2"):
+        Subtask.resolve([], CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match="more than once"):
+        Subtask.resolve(["cat", 3], CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match="out of range"):
+        Subtask.resolve("retriever", [f"c{i}" for i in range(10)], "imagenet")
+
+
+def test_restricted_teacher_selects_subtask_logits():
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 10))
+    s = Subtask((7, 2, 4), ("a", "b", "c"))
+    restricted = restrict_teacher(teacher, s)
+    assert isinstance(restricted, RestrictedTeacher)
+    assert restricted.module is teacher
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(restricted(x), teacher(x)[:, [2, 4, 7]])
+    assert dict(restricted.named_modules())["module.2"] is teacher[2]
+    assert all(k.startswith("module.") for k in restricted.state_dict())
+    assert restricted.double().indices.dtype == torch.long
+
+
+def test_restricted_teacher_with_too_few_logits():
+    restricted = restrict_teacher(nn.Linear(4, 5), Subtask((2, 7), ("a", "b")))
+    with pytest.raises(SubtaskError, match="outputs 5 logits"):
+        restricted(torch.randn(2, 4))
