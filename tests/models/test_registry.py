@@ -13,9 +13,9 @@ from subdistill.models import (
     load_weights,
     register_model,
     register_prefix,
+    registry,
     save_weights,
 )
-from subdistill.models import registry
 
 
 @pytest.fixture
@@ -39,8 +39,17 @@ def _trained_copy(name: str, **kwargs) -> nn.Module:
 def test_list_models_is_sorted_and_has_ours_and_torchvision():
     names = list_models()
     assert names == sorted(names)
-    for name in ("cifar_resnet", "resnet8x4", "resnet32x4", "cifar_resnet18", "cifar_resnet20",
-                 "cifar_resnet56", "mobile_student", "resnet18", "vit_b_16"):
+    for name in (
+        "cifar_resnet",
+        "resnet8x4",
+        "resnet32x4",
+        "cifar_resnet18",
+        "cifar_resnet20",
+        "cifar_resnet56",
+        "mobile_student",
+        "resnet18",
+        "vit_b_16",
+    ):
         assert name in names
 
 
@@ -60,7 +69,7 @@ def test_unknown_name_gives_hint_and_pointer():
 
 
 def test_unknown_prefix(isolated_registry):
-    with pytest.raises(ModelError, match="Unknown model prefix 'tim'.*Did you mean 'timm'"):
+    with pytest.raises(ModelError, match=r"Unknown model prefix 'tim'.*Did you mean 'timm'"):
         create_model("tim:resnet18", 10)
 
 
@@ -74,7 +83,7 @@ def test_bad_kwargs_name_the_accepted_ones():
 
 
 def test_preset_accepts_no_extra_kwargs():
-    with pytest.raises(ModelError, match="unexpected argument.*depth"):
+    with pytest.raises(ModelError, match=r"unexpected argument.*depth"):
         create_model("resnet8x4", 10, depth=20)
 
 
@@ -99,10 +108,12 @@ def test_pretrained_and_weights_conflict(tmp_path):
 
 def test_register_custom_model(isolated_registry):
     @register_model("tiny_mlp")
-    def tiny_mlp(num_classes: int, in_channels: int = 3, pretrained: bool = False,
-                 hidden: int = 8) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(in_channels, hidden),
-                             nn.Linear(hidden, num_classes))
+    def tiny_mlp(
+        num_classes: int, in_channels: int = 3, pretrained: bool = False, hidden: int = 8
+    ) -> nn.Module:
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(in_channels, hidden), nn.Linear(hidden, num_classes)
+        )
 
     model = create_model("tiny_mlp", 5, in_channels=2, hidden=4)
     assert model(torch.zeros(3, 2)).shape == (3, 5)
@@ -126,7 +137,8 @@ def test_prefix_resolver(isolated_registry):
     def resolve(name):
         seen.append(name)
         return lambda num_classes, in_channels=3, pretrained=False, **kw: nn.Linear(
-            in_channels, num_classes)
+            in_channels, num_classes
+        )
 
     register_prefix("toy", resolve)
     model = create_model("toy:anything", 6, in_channels=2)
@@ -181,16 +193,17 @@ def test_save_overwrites_atomically(tmp_path, monkeypatch):
     def fail(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(registry.os, "fsync", fail)
+    monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         save_weights(nn.Linear(2, 2), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["w.safetensors"]
 
 
-def test_save_into_missing_directory(tmp_path):
-    with pytest.raises(ModelError, match="Cannot write"):
-        save_weights(nn.Linear(2, 2), tmp_path / "no" / "w.safetensors")
+def test_save_creates_missing_directory(tmp_path):
+    path = tmp_path / "new" / "w.safetensors"
+    save_weights(nn.Linear(2, 2), path)
+    load_weights(nn.Linear(2, 2), path)
 
 
 def test_load_missing_file(tmp_path):
@@ -222,7 +235,10 @@ def test_load_other_architecture_names_keys(tmp_path):
     message = str(info.value)
     assert "does not fit the model" in message
     assert "unexpected keys: layer1.1." in message
-    assert "shape mismatch: " in message and "conv1.weight (file (16, 3, 3, 3), model (32, 3, 3, 3))" in message
+    assert (
+        "shape mismatch: " in message
+        and "conv1.weight (file (16, 3, 3, 3), model (32, 3, 3, 3))" in message
+    )
     assert "more)" in message  # long listings are truncated
 
 

@@ -32,7 +32,8 @@ class RandomCrop:
         rows = (top + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
         cols = (left + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
         batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        # Advanced indexing puts the indexed dims first: (B, H, W, C) -> (B, C, H, W).
+        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x: Tensor) -> Tensor:

@@ -107,6 +107,7 @@ class SubDistill(LayerwiseMethod):
                               f"choose one of {', '.join(NORMALIZATIONS)}")
         self.heads = nn.ModuleList()
         self.bases: dict[str, Basis] = {}
+        self.bases_path: Path | None = None
 
     def prepare(self, context: PrepareContext) -> None:
         """Fit (or load) one basis per teacher layer, k = the paired student layer's width."""
@@ -129,6 +130,7 @@ class SubDistill(LayerwiseMethod):
         }
         path = self.options["bases_file"] or (
             Path(context.run_dir) / "bases.safetensors" if context.run_dir else "")
+        self.bases_path = Path(path) if path else None
         if path and Path(path).is_file():
             return load_bases(path, expected)
         bases = fit_subspaces(

@@ -30,8 +30,10 @@ def stage_blocks(blocks_per_stage: int | Sequence[int], widths: Sequence[int]) -
             f"for widths={tuple(widths)}."
         )
     if min(blocks) < 1 or min(widths) < 1:
-        raise ModelError(f"Every stage needs >= 1 block and a positive width, got {blocks}, "
-                         f"{tuple(widths)}.")
+        raise ModelError(
+            f"Every stage needs >= 1 block and a positive width, got blocks_per_stage="
+            f"{tuple(blocks)} for widths={tuple(widths)}."
+        )
     return blocks
 
 
@@ -75,7 +77,7 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         channels = stem_width
-        for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths)):
+        for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths, strict=True)):
             stride = 1 if index == 0 else 2
             stage = [BasicBlock(channels, width, stride)]
             stage += [BasicBlock(width, width) for _ in range(blocks - 1)]
@@ -102,13 +104,13 @@ class CifarResNet(nn.Module):
 
 def _blocks_from_depth(depth: int, num_stages: int) -> list[int]:
     """Blocks per stage for a depth of ``2 * num_stages * n + 2`` (6n+2 for three stages)."""
-    per_block = 2 * num_stages
-    if depth < per_block + 2 or (depth - 2) % per_block:
+    per_n = 2 * num_stages
+    if depth < per_n + 2 or (depth - 2) % per_n:
         raise ModelError(
-            f"depth={depth} does not fit {num_stages} stages: use {per_block}n+2 "
-            f"(e.g. {per_block + 2}, {2 * per_block + 2}, {3 * per_block + 2})."
+            f"depth={depth} does not fit {num_stages} stages: use {per_n}n+2 "
+            f"(e.g. {per_n + 2}, {2 * per_n + 2}, {3 * per_n + 2})."
         )
-    return [(depth - 2) // per_block] * num_stages
+    return [(depth - 2) // per_n] * num_stages
 
 
 @register_model("cifar_resnet")
@@ -147,22 +149,34 @@ def _register_preset(name: str, doc: str, **arch: object) -> None:
 
 # Stem widths 32 (x4) and 16 follow RepDistiller/mdistiller, whose CIFAR-100 tables users compare.
 _register_preset(
-    "resnet8x4", "ResNet-8x4 (RepDistiller): 1 block/stage, widths 64-256, stem 32.",
-    depth=8, widths=(64, 128, 256), stem_width=32,
+    "resnet8x4",
+    "ResNet-8x4 (RepDistiller): 1 block/stage, widths 64-256, stem 32.",
+    depth=8,
+    widths=(64, 128, 256),
+    stem_width=32,
 )
 _register_preset(
-    "resnet32x4", "ResNet-32x4 (RepDistiller): 5 blocks/stage, widths 64-256, stem 32.",
-    depth=32, widths=(64, 128, 256), stem_width=32,
+    "resnet32x4",
+    "ResNet-32x4 (RepDistiller): 5 blocks/stage, widths 64-256, stem 32.",
+    depth=32,
+    widths=(64, 128, 256),
+    stem_width=32,
 )
 _register_preset(
-    "cifar_resnet20", "ResNet-20 (He et al., 1x1-conv shortcuts): widths 16-64.",
-    depth=20, widths=(16, 32, 64),
+    "cifar_resnet20",
+    "ResNet-20 (He et al., 1x1-conv shortcuts): widths 16-64.",
+    depth=20,
+    widths=(16, 32, 64),
 )
 _register_preset(
-    "cifar_resnet56", "ResNet-56 (He et al., 1x1-conv shortcuts): widths 16-64.",
-    depth=56, widths=(16, 32, 64),
+    "cifar_resnet56",
+    "ResNet-56 (He et al., 1x1-conv shortcuts): widths 16-64.",
+    depth=56,
+    widths=(16, 32, 64),
 )
 _register_preset(
-    "cifar_resnet18", "ResNet-18 for CIFAR: blocks [2, 2, 2, 2], widths 64-512, 3x3 stem.",
-    blocks_per_stage=(2, 2, 2, 2), widths=(64, 128, 256, 512),
+    "cifar_resnet18",
+    "ResNet-18 for CIFAR: blocks [2, 2, 2, 2], widths 64-512, 3x3 stem.",
+    blocks_per_stage=(2, 2, 2, 2),
+    widths=(64, 128, 256, 512),
 )

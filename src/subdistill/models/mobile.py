@@ -34,8 +34,13 @@ class ConvBN(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride, kernel_size // 2,
-                groups=groups, bias=False,
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                kernel_size // 2,
+                groups=groups,
+                bias=False,
             ),
             nn.BatchNorm2d(out_channels),
         ]
@@ -79,7 +84,7 @@ class MobileStudent(nn.Module):
         channels = widths[0] if stem_width is None else stem_width
         self.stem = ConvBN(in_channels, channels, 3)
         stages = []
-        for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths)):
+        for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths, strict=True)):
             stride = 1 if index == 0 else 2
             stage = [InvertedResidual(channels, width, stride, expansion)]
             stage += [InvertedResidual(width, width, 1, expansion) for _ in range(blocks - 1)]

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from subdistill.atomic import atomic_path
 from subdistill.errors import ModelError, closest
 
 __all__ = [
@@ -133,9 +132,9 @@ def _check_kwargs(name: str, factory: ModelFactory, kwargs: dict[str, object]) -
     accepted = [p for p in params if p not in _BASE_ARGS]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
+        extra = ", ".join(accepted) or "no arguments besides num_classes, in_channels, pretrained"
         raise ModelError(
-            f"Model {name!r} got unexpected argument(s) {', '.join(unknown)}; "
-            f"it accepts: {', '.join(accepted) or 'none besides num_classes, in_channels, pretrained'}."
+            f"Model {name!r} got unexpected argument(s) {', '.join(unknown)}; it accepts: {extra}."
         )
 
 
@@ -145,23 +144,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Write ``model.state_dict()`` to a .safetensors file atomically (temp file + rename)."""
-    path = Path(path)
+    """Write ``model.state_dict()`` to a .safetensors file atomically (parent folders created)."""
+    # Clones: safetensors refuses tensors that share storage (e.g. tied weights).
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    data = save(state)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ModelError(f"Cannot write weights file {str(path)!r}: {e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, tmp)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

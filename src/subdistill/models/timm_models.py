@@ -1,4 +1,4 @@
-"""``timm:<name>`` models, built by ``timm.create_model`` when the optional ``timm`` is installed."""
+"""``timm:<name>`` models, built by ``timm.create_model`` when the optional timm is installed."""
 
 from __future__ import annotations
 

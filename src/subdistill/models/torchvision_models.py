@@ -26,13 +26,15 @@ def torchvision_model(
     name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False, **kwargs: object
 ) -> nn.Module:
     """Build torchvision model ``name``; extra ``kwargs`` go to its torchvision builder."""
+    size = {} if pretrained else {"num_classes": num_classes}
     try:
-        if pretrained:
-            model = torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
-        else:
-            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        model = torchvision.models.get_model(
+            name, weights="DEFAULT" if pretrained else None, **size, **kwargs
+        )
     except (TypeError, ValueError) as e:
-        raise ModelError(f"torchvision model {name!r} rejected arguments {sorted(kwargs)}: {e}") from e
+        raise ModelError(
+            f"torchvision model {name!r} rejected arguments {sorted(kwargs)}: {e}"
+        ) from e
     if pretrained:
         categories = len(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
         if num_classes != categories:
@@ -63,14 +65,21 @@ def _replace_stem(model: nn.Module, name: str, in_channels: int, pretrained: boo
     path, stem = next(
         ((p, m) for p, m in model.named_modules() if isinstance(m, nn.Conv2d)), ("", None)
     )
-    if stem is None or stem.in_channels != 3 or stem.groups != 1 or getattr(model, "transform_input", False):
+    transforms_rgb = getattr(model, "transform_input", False)  # googlenet, inception_v3
+    if stem is None or stem.in_channels != 3 or stem.groups != 1 or transforms_rgb:
         raise ModelError(
             f"Cannot adapt torchvision model {name!r} to in_channels={in_channels}; "
             "use in_channels=3."
         )
     new = nn.Conv2d(
-        in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
-        stem.dilation, bias=stem.bias is not None, padding_mode=stem.padding_mode,
+        in_channels,
+        stem.out_channels,
+        stem.kernel_size,
+        stem.stride,
+        stem.padding,
+        stem.dilation,
+        bias=stem.bias is not None,
+        padding_mode=stem.padding_mode,
     ).to(stem.weight.device)
     if pretrained:
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The run directory: resolved config, per-epoch metrics, student weights and a summary."""
+"""The run directory: resolved config, per-epoch metrics, model weights and a summary."""
 
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ def environment() -> dict[str, str]:
     from .. import __version__
 
     return {"subdistill": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "numpy": numpy.__version__, "platform": platform.platform()}
 
 
 class RunDirectory:
-    """Files of one run: ``config.yaml``, ``metrics.jsonl``, ``student_best.safetensors``,
-    ``student_last.safetensors`` and ``summary.json`` (every write is atomic or an fsynced
+    """Files of one run: ``config.yaml``, ``metrics.jsonl``, ``model_best.safetensors``,
+    ``model_last.safetensors`` and ``summary.json`` (every write is atomic or an fsynced
     append)."""
 
     def __init__(self, path: str | Path):
@@ -50,10 +50,10 @@ class RunDirectory:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def save_student(self, student: nn.Module, tag: str) -> Path:
-        """Save the plain student's weights (no training-only heads) as ``student_<tag>``."""
-        path = self.path / f"student_{tag}.safetensors"
-        save_weights(student, path)
+    def save_model(self, model: nn.Module, tag: str) -> Path:
+        """Save the trained model's weights (no training-only heads) as ``model_<tag>``."""
+        path = self.path / f"model_{tag}.safetensors"
+        save_weights(model, path)
         return path
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:

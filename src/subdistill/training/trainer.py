@@ -53,6 +53,17 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "step_size": self.step_size, "gamma": self.gamma,
+                    "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"train.{name} must be positive, got {value}")
+        for name in ("weight_decay", "momentum", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must not be negative, got {getattr(self, name)}")
+
 
 @dataclass
 class DistillResult:
@@ -108,6 +119,37 @@ def _config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainCo
     return replace(config or TrainConfig(), **overrides)
 
 
+def setup_method(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Dataset,
+    *,
+    method: str,
+    pairs: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    run_dir: str | Path | None = None,
+) -> DistillMethod:
+    """Check the models against the data, resolve the layer pairs and build and prepare the
+    method (e.g. fit SubDistill's subspaces on the unaugmented ``train`` data)."""
+    cfg = config or TrainConfig()
+    device = torch.device(cfg.device)
+    method_cls = method_class(method)
+    teacher = teacher if method_cls.needs_teacher else None
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)
+    _check_outputs(teacher, student, example, _num_classes(train))
+    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
+    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
+    algorithm = build_method(method, layer_pairs, **dict(options or {}))
+    fit_loader = DataLoader(train, batch_size=cfg.eval_batch_size, shuffle=False,
+                            num_workers=cfg.num_workers)
+    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir, cfg.progress))
+    return algorithm.to(device)
+
+
 def distill(
     teacher: nn.Module | None,
     student: nn.Module,
@@ -134,33 +176,20 @@ def distill(
     """
     cfg = _config(config, overrides)
     seed_everything(cfg.seed)
-    device = torch.device(cfg.device)
-    method_cls = method_class(method)
-    if method_cls.needs_teacher and teacher is None:
+    if method_class(method).needs_teacher and teacher is None:
         raise ConfigError(f"method {method} needs a teacher")
-    if not method_cls.needs_teacher:
-        teacher = None
     if teacher is not None and subtask is not None:
         teacher = restrict_teacher(teacher, subtask)
-    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
-    student.to(device)
-    if teacher is not None:
-        teacher.to(device)
-    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)
-    _check_outputs(teacher, student, example, _num_classes(train))
-    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
-
     run = RunDirectory(run_dir) if run_dir is not None else None
     if run is not None:
         run.write_config(dict(record) if record is not None else {
-            "method": method, "options": dict(options or {}), "pairs": pairs,
+            "method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
             "train": asdict(cfg)})
-
-    fit_loader = DataLoader(train, batch_size=cfg.eval_batch_size, shuffle=False,
-                            num_workers=cfg.num_workers)
-    algorithm = build_method(method, layer_pairs, **dict(options or {}))
-    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir, cfg.progress))
-    algorithm.to(device)
+    algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
+                             options=options, config=cfg, run_dir=run_dir)
+    device = torch.device(cfg.device)
+    teacher = teacher if algorithm.needs_teacher else None
+    layer_pairs = algorithm.pairs
 
     params = list(student.parameters()) + list(algorithm.parameters())
     optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -168,13 +197,13 @@ def distill(
     train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
                               drop_last=len(train) > cfg.batch_size, num_workers=cfg.num_workers,
                               generator=torch.Generator().manual_seed(cfg.seed))
-    augment = build_augment(cfg.augment, int(example.shape[-1]))
+    augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
 
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_accuracy": -1.0, "state": None}
     epochs = tqdm(range(cfg.epochs), desc=f"{method}", disable=not cfg.progress)
     with ExitStack() as stack:
-        t_taps = s_taps = None
+        t_taps = None
         if teacher is not None:
             stack.enter_context(frozen(teacher))
             t_taps = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
@@ -223,10 +252,10 @@ def distill(
                 best = {"epoch": epoch + 1, "val_accuracy": val_acc,
                         "state": copy.deepcopy(student.state_dict())}
                 if run is not None:
-                    run.save_student(student, "best")
+                    run.save_model(student, "best")
             if run is not None:
                 run.log_metrics(row)
-                run.save_student(student, "last")
+                run.save_model(student, "last")
             epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{val_acc:.3f}",
                                best=f"{best['val_accuracy']:.3f}")
 

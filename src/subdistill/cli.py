@@ -1,0 +1,150 @@
+"""The ``subdistill`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .errors import SubdistillError
+
+EPILOG = "Configs are YAML; `--set section.key=value` overrides any entry (value parsed as YAML)."
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry, e.g. --set train.epochs=5 (repeatable)")
+
+
+def _cmd_distill(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .experiment import run_distill
+
+    result = run_distill(load_config(args.config, args.overrides))
+    print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
+          f"test accuracy {result.test_accuracy:.4f} "
+          f"(teacher on the subtask: {result.teacher_test_accuracy:.4f})")
+    print(f"run directory: {result.run_dir}")
+
+
+def _cmd_fit_subspace(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .experiment import run_fit_subspaces
+
+    config = load_config(args.config, args.overrides)
+    bases, path = run_fit_subspaces(config)
+    print(f"{'teacher layer':<24}{'d':>6}{'k':>6}{'energy':>12}{'top eigenvalue':>16}")
+    for layer, basis in bases.items():
+        print(f"{layer:<24}{basis.dim:>6}{basis.k:>6}{basis.energy:>12.4g}"
+              f"{float(basis.eigenvalues[0]):>16.4g}")
+    print(f"bases written to {path}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
+             epochs_scale=args.epochs_scale)
+
+
+def _cmd_toy(args: argparse.Namespace) -> None:
+    from .experiments.xor_toy import run_xor_toy
+
+    run_xor_toy(task=args.task, seed=args.seed, out_dir=args.out)
+
+
+def _cmd_layers(args: argparse.Namespace) -> None:
+    import torch
+    import yaml
+
+    from .models import create_model, format_layer_table, layer_shapes
+
+    kwargs = {}
+    for item in args.arg:
+        key, _, value = item.partition("=")
+        kwargs[key] = yaml.safe_load(value)
+    size = [int(s) for s in args.input_size.split(",")]
+    model = create_model(args.model, num_classes=args.num_classes, in_channels=size[0], **kwargs)
+    print(format_layer_table(layer_shapes(model, torch.zeros(1, *size))))
+
+
+def _cmd_methods(args: argparse.Namespace) -> None:
+    from .methods import describe_methods
+
+    for name, cls in describe_methods().items():
+        print(f"{name:<14}{cls.description}")
+        for key, default in cls.hparams.items():
+            print(f"{'':<16}{key} = {default!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per job."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="subdistill", description="Distil small domain experts from large classifiers "
+        "by matching the teacher's task-relevant subspaces.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"subdistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("distill", help="distil a student as a config describes", epilog=EPILOG)
+    _add_config(p)
+    p.set_defaults(func=_cmd_distill)
+
+    p = commands.add_parser("fit-subspace", epilog=EPILOG,
+                            help="estimate and save the relevant subspaces of the teacher layers")
+    _add_config(p)
+    p.set_defaults(func=_cmd_fit_subspace)
+
+    p = commands.add_parser("demo", help="offline end-to-end demo: train a teacher, distil a "
+                            "subtask with SubDistill and KD, print a table")
+    p.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion-mnist"],
+                   help="digits ships with scikit-learn; cifar10 and fashion-mnist read --data-root")
+    p.add_argument("--data-root", default=None, help="folder holding cifar10-jpeg/ or fashion-mnist/")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--epochs-scale", type=float, default=1.0,
+                   help="multiply every epoch count (e.g. 0.2 for a quick look)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = commands.add_parser("toy", help="the paper's 3D-XOR experiment: AUROC per basis and k")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", type=int, default=None, choices=[0, 1, 2], help="one task (default all)")
+    p.add_argument("--out", default=None, help="folder for xor_toy.csv and xor_toy.png")
+    p.set_defaults(func=_cmd_toy)
+
+    p = commands.add_parser("layers", help="list a model's layer paths with output shapes")
+    p.add_argument("model", help="registry name, e.g. cifar_resnet, resnet18, vit_b_16")
+    p.add_argument("--input-size", default="3,32,32", help="C,H,W of the probe input (default 3,32,32)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor argument, e.g. --arg depth=20 (repeatable)")
+    p.set_defaults(func=_cmd_layers)
+
+    p = commands.add_parser("methods", help="list the distillation methods and their options")
+    p.set_defaults(func=_cmd_methods)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``subdistill`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        args.func(args)
+    except SubdistillError as err:
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Experiment configs: YAML files validated into dataclasses.
+
+Unknown keys are rejected with the closest valid key, values are type-checked, and
+``--set a.b=value`` overrides are applied to the raw mapping before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError, closest
+from .training.trainer import TrainConfig
+
+
+@dataclass
+class ModelConfig:
+    """A model by registry name, its constructor arguments and optional weights."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    pretrained: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Dataset, subtask and splits (validation = val_fraction, training = rho of the training images)."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    download: bool = False
+    subtask: Union[str, list[Union[int, str]]] = "confusable"
+    rho: float = 0.8
+    val_fraction: float = 0.2
+
+
+@dataclass
+class DistillConfig:
+    """Everything a distillation run needs; ``method`` holds ``name`` and the method's options."""
+
+    teacher: ModelConfig
+    student: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "subdistill"})
+    pairs: dict[str, str] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/distill"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method.get("name"), str):
+            raise ConfigError("method.name is required (e.g. subdistill, kd); "
+                              "`subdistill methods` lists them")
+
+    def method_options(self) -> dict[str, Any]:
+        """The method's hyper-parameters (``method`` without ``name``)."""
+        return {k: v for k, v in self.method.items() if k != "name"}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Validate ``value`` against the annotation ``tp``, building nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _check(value, option, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin in (list, Sequence):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        return {_check(k, key_tp, where): _check(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def from_mapping(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}.{closest(str(key), names)} "
+                              f"Valid keys: {', '.join(names)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for key in required:
+        if key not in data:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    values = {key: _check(value, hints[key], f"{where}.{key}") for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        dotted, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        *parents, last = dotted.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: {part!r} is not a section")
+            node = child
+        node[last] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML config file into a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = (), cls: type = DistillConfig) -> Any:
+    """Read, override and validate a config file."""
+    return from_mapping(cls, apply_overrides(read_yaml(path), overrides))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain mapping of a config dataclass (for writing the resolved config)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,84 @@
+"""Turning a validated config into data, models and a finished distillation run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .config import DataConfig, DistillConfig, ModelConfig, to_dict
+from .data import ImageDataset, SubtaskSplits, load_dataset, make_splits
+from .errors import ConfigError
+from .methods.subdistill import SubDistill
+from .models import create_model
+from .subspace import Basis
+from .subtask import Subtask, restrict_teacher
+from .training import DistillResult, distill
+from .training.trainer import seed_everything, setup_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskData:
+    """Full training/test datasets of all classes and the subtask's splits."""
+
+    train_full: ImageDataset
+    test_full: ImageDataset
+    splits: SubtaskSplits
+
+    @property
+    def subtask(self) -> Subtask:
+        return self.splits.subtask
+
+
+def load_task_data(config: DataConfig, seed: int = 0) -> TaskData:
+    """Load a dataset's two splits, resolve the subtask and split it."""
+    train_full = load_dataset(config.dataset, "train", config.root, config.download)
+    test_full = load_dataset(config.dataset, "test", config.root, config.download)
+    subtask = Subtask.resolve(config.subtask, train_full.classes, getattr(train_full, "family", None))
+    splits = make_splits(train_full, test_full, subtask, config.rho, config.val_fraction, seed)
+    return TaskData(train_full, test_full, splits)
+
+
+def build_model(config: ModelConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """Create a model from its config (registry name, arguments, weights)."""
+    return create_model(config.name, num_classes=num_classes, in_channels=in_channels,
+                        pretrained=config.pretrained, weights=config.weights, **config.args)
+
+
+def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Module, nn.Module]:
+    """The teacher (all classes, restricted to the subtask) and a fresh student (subtask classes)."""
+    in_channels = data.train_full.image_shape[0]
+    teacher = build_model(config.teacher, len(data.train_full.classes), in_channels)
+    if config.teacher.weights is None and not config.teacher.pretrained:
+        log.warning("the teacher has neither weights nor pretrained=true: it is untrained and "
+                    "the distilled student will learn nothing useful")
+    seed_everything(config.train.seed)
+    student = build_model(config.student, len(data.subtask), in_channels)
+    return restrict_teacher(teacher, data.subtask), student
+
+
+def run_distill(config: DistillConfig) -> DistillResult:
+    """Run the distillation a config describes, writing its run directory."""
+    data = load_task_data(config.data, config.train.seed)
+    teacher, student = build_teacher_student(config, data)
+    return distill(
+        teacher, student, data.splits.train, data.splits.val, test=data.splits.test,
+        method=config.method["name"], pairs=config.pairs, options=config.method_options(),
+        config=config.train, run_dir=config.run_dir, record=to_dict(config),
+    )
+
+
+def run_fit_subspaces(config: DistillConfig) -> tuple[dict[str, Basis], Path]:
+    """Fit (or reuse) the bases a SubDistill run of ``config`` would use, and save them."""
+    data = load_task_data(config.data, config.train.seed)
+    teacher, student = build_teacher_student(config, data)
+    method = setup_method(teacher, student, data.splits.train, method=config.method["name"],
+                          pairs=config.pairs, options=config.method_options(),
+                          config=config.train, run_dir=config.run_dir)
+    if not isinstance(method, SubDistill):
+        raise ConfigError(f"fit-subspace needs method subdistill, not {config.method['name']!r}")
+    return method.bases, method.bases_path
