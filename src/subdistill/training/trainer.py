@@ -214,7 +214,9 @@ def distill(
             algorithm.train()
             sums: dict[str, float] = {}
             steps = correct = seen = 0
-            for step, (x, y) in enumerate(train_loader):
+            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False,
+                           disable=not cfg.progress)
+            for step, (x, y) in enumerate(batches):
                 x, y = x.to(device), y.to(device)
                 if augment is not None:
                     x = augment(x)

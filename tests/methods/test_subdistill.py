@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from subdistill.errors import BasisError, ConfigError
+from subdistill.methods import LayerPair, StepOutputs, build_method, describe_methods
+from subdistill.methods.subdistill import ChannelNormalization, SubspaceHead
+from subdistill.subspace import relevant_basis
+
+
+def _basis(d=6, k=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(300, d, generator=generator, dtype=torch.float64) * 2 + 1
+    c = torch.randn(300, d, generator=generator, dtype=torch.float64)
+    return relevant_basis(a, c, k=k)
+
+
+def test_standardize_uses_batch_statistics_in_training_and_running_mean_in_eval():
+    norm = ChannelNormalization(3, "standardize")
+    x = torch.randn(8, 3, 4, 4) * 5 + 2
+    y = norm(x)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    torch.testing.assert_close(norm.running_mean, 0.1 * x.mean(dim=(0, 2, 3)))
+    norm.eval()
+    torch.testing.assert_close(norm(x), x - norm.running_mean[:, None, None])  # no division
+
+
+def test_center_only_subtracts_the_mean():
+    norm = ChannelNormalization(2, "center")
+    x = torch.randn(4, 2, 3, 3) * 7
+    torch.testing.assert_close(norm(x), x - x.mean(dim=(0, 2, 3))[:, None, None])
+    with pytest.raises(ConfigError):
+        ChannelNormalization(2, "whiten")
+
+
+def test_head_matches_hand_formula():
+    basis = _basis()
+    head = SubspaceHead(basis, 3, normalization="none")
+    teacher = torch.randn(2, 6, 4, 4)
+    student = torch.randn(2, 3, 2, 2)
+    pooled = torch.nn.functional.avg_pool2d(teacher, 2)
+    t = pooled.permute(0, 2, 3, 1).reshape(-1, 6).double()
+    target = (t - basis.mean) @ basis.U
+    q = head.rotation.weight.detach().double()
+    pred = student.permute(0, 2, 3, 1).reshape(-1, 3).double() @ q.T
+    expected = ((pred - target) ** 2).sum(1).mean() / basis.energy
+    assert head(teacher, student).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_energy_normalisation_can_be_switched_off():
+    basis = _basis()
+    on, off = SubspaceHead(basis, 3), SubspaceHead(basis, 3, energy_norm=False)
+    off.load_state_dict({**on.state_dict(), "energy": off.energy})
+    t, s = torch.randn(4, 6, 2, 2), torch.randn(4, 3, 2, 2)
+    assert off(t, s).item() == pytest.approx(on(t, s).item() * basis.energy, rel=1e-5)
+
+
+def test_rotation_stays_orthogonal_after_training_steps():
+    head = SubspaceHead(_basis(), 3)
+    opt = torch.optim.AdamW(head.parameters(), lr=0.1)
+    for _ in range(20):
+        loss = head(torch.randn(8, 6, 2, 2), torch.randn(8, 3, 2, 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    q = head.rotation.weight.detach()
+    torch.testing.assert_close(q @ q.T, torch.eye(3), atol=1e-5, rtol=0)
+
+
+def test_head_refuses_a_basis_of_the_wrong_width():
+    with pytest.raises(BasisError, match="k=3.*4 channels"):
+        SubspaceHead(_basis(k=3), 4)
+
+
+def _pair():
+    return LayerPair("t", "s", 6, 3, (4, 4), (2, 2))
+
+
+def test_method_terms_and_gradients():
+    method = build_method("subdistill", [_pair()], **{"lambda": 10.0})
+    method.bases = {"t": _basis()}
+    method.heads = torch.nn.ModuleList([SubspaceHead(method.bases["t"], 3)])
+    student_map = torch.randn(4, 3, 2, 2, requires_grad=True)
+    teacher_map = torch.randn(4, 6, 4, 4)
+    student_logits = torch.randn(4, 5, requires_grad=True)
+    outputs = StepOutputs(student_logits=student_logits, labels=torch.zeros(4, dtype=torch.long),
+                          teacher_logits=torch.randn(4, 5), student_features={"s": student_map},
+                          teacher_features={"t": teacher_map})
+    terms = method(outputs)
+    assert set(terms) == {"kd", "layer/t"}
+    head_loss = method.heads[0](teacher_map, student_map)
+    assert terms["layer/t"].item() == pytest.approx(10 * head_loss.item(), rel=1e-5)
+    sum(terms.values()).backward()
+    assert student_map.grad is not None and student_logits.grad is not None
+    assert all(p.grad is not None for p in method.parameters())
+
+
+def test_options_are_validated():
+    with pytest.raises(ConfigError, match="Did you mean 'lambda'"):
+        build_method("subdistill", [_pair()], lamda=3)
+    with pytest.raises(ConfigError, match="must be a number"):
+        build_method("subdistill", [_pair()], temperature="hot")
+    with pytest.raises(ConfigError, match="unknown basis"):
+        build_method("subdistill", [_pair()], basis="ica")
+    with pytest.raises(ConfigError, match="layer pair"):
+        build_method("subdistill", [])
+    with pytest.raises(ConfigError, match="Did you mean 'kd'"):
+        build_method("kdd")
+
+
+def test_registry_lists_methods_with_descriptions():
+    methods = describe_methods()
+    assert {"subdistill", "kd", "student-only"} <= set(methods)
+    assert all(cls.description for cls in methods.values())

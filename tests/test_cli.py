@@ -1,0 +1,83 @@
+import json
+
+import pytest
+import yaml
+
+from subdistill.cli import main
+from subdistill.models import create_model, save_weights
+
+
+@pytest.fixture
+def digits_config(tmp_path):
+    """A quick digits config with a (random) saved teacher: it tests plumbing, not accuracy."""
+    teacher_args = {"depth": 8, "widths": [8, 16, 16]}
+    weights = tmp_path / "teacher.safetensors"
+    save_weights(create_model("cifar_resnet", 10, 1, **teacher_args), weights)
+    config = {
+        "teacher": {"name": "cifar_resnet", "args": teacher_args, "weights": str(weights)},
+        "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 8, 8]}},
+        "data": {"dataset": "digits", "subtask": "confusable"},
+        "method": {"name": "subdistill", "lambda": 10.0},
+        "pairs": {"layer2": "layer2", "layer3": "layer3"},
+        "train": {"epochs": 2, "batch_size": 64, "progress": False},
+        "run_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_distill_writes_a_run_directory(digits_config, capsys):
+    assert main(["distill", str(digits_config)]) == 0
+    run = digits_config.parent / "run"
+    assert "test accuracy" in capsys.readouterr().out
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["method"]["lambda"] == 10.0 and "torch" in recorded["environment"]
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_overrides_reach_the_run(digits_config, capsys):
+    assert main(["distill", str(digits_config), "--set", "method={name: kd}",
+                 "--set", "train.epochs=1"]) == 0
+    summary = json.loads((digits_config.parent / "run" / "summary.json").read_text())
+    assert summary["method"] == "kd" and summary["epochs"] == 1
+
+
+def test_fit_subspace_prints_and_saves(digits_config, capsys):
+    assert main(["fit-subspace", str(digits_config)]) == 0
+    out = capsys.readouterr().out
+    assert "layer2" in out and "layer3" in out
+    assert (digits_config.parent / "run" / "bases.safetensors").is_file()
+
+
+def test_user_errors_are_one_line_without_traceback(digits_config, capsys):
+    status = main(["distill", str(digits_config), "--set", "pairs.layer9=layer3"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: ") and "layer9" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert main(["distill", str(digits_config), "--set", "train.epoch=1"]) == 2
+    assert "Did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_methods_and_layers_listings(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "subdistill" in out and "lambda = 100.0" in out and "kd" in out
+    assert main(["layers", "cifar_resnet", "--arg", "widths=[8,16,32]", "--input-size", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "layer3" in out and "32" in out
+
+
+def test_toy_runs(tmp_path, capsys):
+    assert main(["toy", "--task", "0", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "xor_toy.csv").is_file()
+    assert "subdistill" in capsys.readouterr().out
+
+
+def test_help_for_every_command(capsys):
+    for command in ("distill", "fit-subspace", "demo", "toy", "layers", "methods"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+    assert "usage" in capsys.readouterr().out

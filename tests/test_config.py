@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from subdistill.config import DistillConfig, apply_overrides, from_mapping, load_config
+from subdistill.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _raw():
+    return {"teacher": {"name": "cifar_resnet"}, "student": {"name": "cifar_resnet"},
+            "pairs": {"layer1": "layer1"}}
+
+
+def test_shipped_configs_are_valid():
+    for path in CONFIGS.glob("*.yaml"):
+        config = load_config(path)
+        assert config.method["name"] == "subdistill"
+        assert config.pairs
+
+
+def test_defaults_and_types():
+    config = from_mapping(DistillConfig, _raw())
+    assert config.train.epochs == 100 and config.train.lr == 1e-3 and config.data.rho == 0.8
+    assert config.method_options() == {}
+    raw = _raw()
+    raw["train"] = {"lr": 1}  # ints are accepted for floats
+    assert isinstance(from_mapping(DistillConfig, raw).train.lr, float)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.update(tranin={}), "unknown key 'tranin'. Did you mean 'train'"),
+    (lambda r: r.update(train={"epoch": 3}), "Did you mean 'epochs'"),
+    (lambda r: r.update(train={"epochs": "ten"}), "config.train.epochs: expected int"),
+    (lambda r: r.update(train={"epochs": True}), "expected int"),
+    (lambda r: r.update(train={"epochs": 0}), "train.epochs must be positive"),
+    (lambda r: r["teacher"].pop("name"), "missing required key 'name'"),
+    (lambda r: r.update(pairs=["layer1"]), "expected a mapping"),
+    (lambda r: r.update(method={"lambda": 3}), "method.name is required"),
+    (lambda r: r.update(data={"subtask": 3.5}), "config.data.subtask"),
+])
+def test_invalid_configs(mutate, message):
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        from_mapping(DistillConfig, raw)
+
+
+def test_overrides():
+    raw = apply_overrides(_raw(), ["train.epochs=5", "method.name=kd", "data.subtask=[1, 2]",
+                                   "run_dir=out"])
+    config = from_mapping(DistillConfig, raw)
+    assert config.train.epochs == 5 and config.method["name"] == "kd"
+    assert config.data.subtask == [1, 2] and config.run_dir == "out"
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(_raw(), ["train.epochs"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides(_raw(), ["run_dir=x", "run_dir.y=1"])
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teacher: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list")
+    with pytest.raises(ConfigError, match="top level"):
+        load_config(bad)

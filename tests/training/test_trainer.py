@@ -1,0 +1,106 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import TensorDataset
+
+from conftest import TinyCNN
+from subdistill.errors import ConfigError, ModelError
+from subdistill.subspace.io import read_bases
+from subdistill.training import distill
+
+PAIRS = {"stage1": "stage1", "stage2": "stage2"}
+
+
+def _data(n=48, seed=0):
+    prototypes = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(123))
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = prototypes[y] + 0.5 * torch.randn(n, 3, 8, 8, generator=generator)
+    return TensorDataset(x, y)
+
+
+def _models():
+    torch.manual_seed(0)
+    return TinyCNN((6, 8)), TinyCNN((4, 4))
+
+
+def _run(tmp_path, method="subdistill", **kw):
+    teacher, student = _models()
+    settings = dict(method=method, pairs=PAIRS, test=_data(24, 2), epochs=3, batch_size=8,
+                    progress=False, run_dir=tmp_path)
+    settings.update(kw)
+    return teacher, student, distill(teacher, student, _data(), _data(24, 1), **settings)
+
+
+def test_teacher_stays_frozen(tmp_path):
+    teacher, _ = _models()
+    teacher.train()  # the trainer must still not update its BatchNorm statistics
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = TinyCNN((4, 4))
+    distill(teacher, student, _data(), _data(24, 1), pairs=PAIRS, epochs=2, batch_size=8,
+            progress=False)
+    for key, value in teacher.state_dict().items():
+        torch.testing.assert_close(value, before[key], msg=key)
+    assert all(p.requires_grad and p.grad is None for p in teacher.parameters())
+
+
+def test_run_directory_contents(tmp_path):
+    _, student, result = _run(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "model_best.safetensors", "model_last.safetensors",
+            "summary.json", "bases.safetensors"} <= names
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"loss/kd", "loss/layer/stage1", "loss/layer/stage2", "val_accuracy"} <= set(rows[0])
+    saved = load_file(str(tmp_path / "model_best.safetensors"))
+    assert set(saved) == set(student.state_dict())  # training-only heads are not saved
+    for key, value in result.student.state_dict().items():
+        torch.testing.assert_close(saved[key], value)  # the returned student is the best one
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best_epoch"] == result.best_epoch
+    assert result.best_val_accuracy == max(r["val_accuracy"] for r in rows)
+    assert 0 <= result.test_accuracy <= 1 and result.teacher_test_accuracy is not None
+
+
+def test_bases_fit_with_student_widths_and_reused(tmp_path):
+    _run(tmp_path)
+    bases, meta = read_bases(tmp_path / "bases.safetensors")
+    assert {layer: b.U.shape for layer, b in bases.items()} == {"stage1": (6, 4), "stage2": (8, 4)}
+    stamp = (tmp_path / "bases.safetensors").stat().st_mtime_ns
+    _run(tmp_path)
+    assert (tmp_path / "bases.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_same_seed_same_result(tmp_path):
+    _, _, first = _run(tmp_path / "a")
+    _, _, second = _run(tmp_path / "b")
+    assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
+    for (k, v), w in zip(first.student.state_dict().items(), second.student.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize("method", ["kd", "student-only"])
+def test_output_methods_run(tmp_path, method):
+    _, _, result = _run(tmp_path, method=method)
+    assert len(result.history) == 3
+    assert result.method.name == method
+
+
+def test_training_improves_on_learnable_data(tmp_path):
+    _, _, result = _run(tmp_path, method="student-only", epochs=8, lr=0.01)
+    assert result.best_val_accuracy > 0.8
+
+
+def test_errors(tmp_path):
+    teacher, student = _models()
+    wide = TinyCNN((4, 4), num_classes=5)
+    with pytest.raises(ModelError, match="teacher outputs 5 logits"):
+        distill(wide, student, _data(), _data(), pairs=PAIRS, epochs=1, progress=False)
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        distill(teacher, student, _data(), _data(), pairs=PAIRS, epoch=1)
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        distill(None, student, _data(), _data(), method="kd")
+    with pytest.raises(ConfigError, match="train.lr must be positive"):
+        distill(teacher, student, _data(), _data(), pairs=PAIRS, lr=0.0)
