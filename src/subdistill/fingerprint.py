@@ -9,9 +9,11 @@ from torch import nn
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A short SHA-256 of the model's state dict (names, shapes, dtypes and values)."""
+    """A short SHA-256 of the model's parameters and buffers (names, shapes, dtypes, values),
+    non-persistent buffers included (e.g. the class indices of a restricted teacher)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    for name, tensor in sorted(tensors.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         if t.numel():

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from conftest import TinyCNN
-from subdistill.errors import ConfigError, ModelError
+from subdistill.errors import BasisError, ConfigError, ModelError
 from subdistill.subspace.io import read_bases
 from subdistill.training import distill
 
@@ -104,3 +104,24 @@ def test_errors(tmp_path):
         distill(None, student, _data(), _data(), method="kd")
     with pytest.raises(ConfigError, match="train.lr must be positive"):
         distill(teacher, student, _data(), _data(), pairs=PAIRS, lr=0.0)
+
+
+def test_vit_teacher_tokens_are_distilled_into_a_cnn(tmp_path):
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    teacher = VisionTransformer(image_size=8, patch_size=2, num_layers=2, num_heads=2,
+                                hidden_dim=12, mlp_dim=16, num_classes=3)
+    torch.nn.init.normal_(teacher.heads.head.weight)  # torchvision initialises it to zeros
+    student = TinyCNN((4, 4))
+    result = distill(teacher, student, _data(), _data(24, 1), epochs=1, batch_size=8,
+                     pairs={"encoder.layers.encoder_layer_0": "stage2"}, progress=False,
+                     run_dir=tmp_path)
+    pair = result.method.pairs[0]
+    assert pair.teacher_size == (4, 4) and pair.teacher_channels == 12  # 16 patches, CLS dropped
+    assert result.method.bases["encoder.layers.encoder_layer_0"].U.shape == (12, 4)
+    # after the last block only the class token reaches the logits: patch tokens carry no
+    # gradient, and the error says so instead of fitting a meaningless basis
+    with pytest.raises(BasisError, match="class token"):
+        distill(teacher, TinyCNN((4, 4)), _data(), _data(24, 1), epochs=1, progress=False,
+                pairs={"encoder.layers.encoder_layer_1": "stage2"})

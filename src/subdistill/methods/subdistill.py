@@ -14,6 +14,7 @@ from ..losses import subspace_loss
 from ..subspace.basis import BASIS_METHODS, Basis
 from ..subspace.fit import fit_subspaces
 from ..subspace.io import load_bases, save_bases
+from ..subtask import RestrictedTeacher
 from ..taps import align
 from .base import PrepareContext, register_method
 from .layerwise import LayerwiseMethod
@@ -128,6 +129,8 @@ class SubDistill(LayerwiseMethod):
             "positions": str(positions),
             "seed": str(context.seed),
         }
+        if isinstance(context.teacher, RestrictedTeacher):
+            expected["subtask"] = ",".join(str(c) for c in context.teacher.indices.tolist())
         path = self.options["bases_file"] or (
             Path(context.run_dir) / "bases.safetensors" if context.run_dir else "")
         self.bases_path = Path(path) if path else None

@@ -67,7 +67,8 @@ def subdistill_matrix(moments: Moments) -> Tensor:
         raise BasisError(
             "cannot build the SubDistill matrix: the activations or the gradients are constant "
             f"(trace of Σa = {tr_a.item():.3g}, of Σc = {tr_c.item():.3g}); "
-            "check that the layer influences the teacher's logits"
+            "check that the layer influences the teacher's logits (in a ViT, the patch tokens "
+            "of the last block do not: only its class token reaches the head)"
         )
     alpha = torch.sqrt(tr_c / tr_a)
     sym = moments.cov_ac + moments.cov_ac.T
