@@ -119,6 +119,52 @@ def _config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainCo
     return replace(config or TrainConfig(), **overrides)
 
 
+@dataclass
+class _Taps:
+    """The teacher's (None without a teacher) and the student's layer taps."""
+
+    teacher: LayerTaps | None
+    student: LayerTaps
+
+
+def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: DistillMethod,
+                 taps: _Taps, batches, optimizer: torch.optim.Optimizer, augment,
+                 device: torch.device, epoch: int) -> dict[str, float]:
+    """One pass over the training batches; returns mean loss terms and training accuracy."""
+    student.train()
+    algorithm.train()
+    sums: dict[str, float] = {}
+    steps = correct = seen = 0
+    for step, (x, y) in enumerate(batches):
+        x, y = x.to(device), y.to(device)
+        if augment is not None:
+            x = augment(x)
+        outputs = StepOutputs(student_logits=student(x), labels=y)
+        outputs.student_features = {k: as_grid(v) for k, v in taps.student.outputs.items()}
+        if teacher is not None:
+            with torch.no_grad():
+                outputs.teacher_logits = teacher(x)
+            outputs.teacher_features = {k: as_grid(v) for k, v in taps.teacher.outputs.items()}
+        terms = algorithm(outputs)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            raise NonFiniteLossError(f"non-finite loss term(s) {', '.join(bad)} at epoch "
+                                     f"{epoch + 1}, step {step + 1}; lower the learning rate or "
+                                     "check the inputs")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        steps += 1
+        correct += int((outputs.student_logits.argmax(-1) == y).sum())
+        seen += y.numel()
+    steps = max(steps, 1)
+    return {"loss": sum(sums.values()) / steps, **{f"loss/{k}": v / steps for k, v in sums.items()},
+            "train_accuracy": correct / max(seen, 1)}
+
+
 def setup_method(
     teacher: nn.Module | None,
     student: nn.Module,
@@ -203,70 +249,38 @@ def distill(
     best = {"epoch": -1, "val_accuracy": -1.0, "state": None}
     epochs = tqdm(range(cfg.epochs), desc=f"{method}", disable=not cfg.progress)
     with ExitStack() as stack:
-        t_taps = None
+        taps = _Taps(None, stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs])))
         if teacher is not None:
             stack.enter_context(frozen(teacher))
-            t_taps = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
-        s_taps = stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs]))
+            taps.teacher = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
         for epoch in epochs:
             started = time.perf_counter()
-            student.train()
-            algorithm.train()
-            sums: dict[str, float] = {}
-            steps = correct = seen = 0
             batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False,
                            disable=not cfg.progress)
-            for step, (x, y) in enumerate(batches):
-                x, y = x.to(device), y.to(device)
-                if augment is not None:
-                    x = augment(x)
-                outputs = StepOutputs(student_logits=student(x), labels=y)
-                outputs.student_features = {k: as_grid(v) for k, v in s_taps.outputs.items()}
-                if teacher is not None:
-                    with torch.no_grad():
-                        outputs.teacher_logits = teacher(x)
-                    outputs.teacher_features = {k: as_grid(v) for k, v in t_taps.outputs.items()}
-                terms = algorithm(outputs)
-                loss = sum(terms.values())
-                if not torch.isfinite(loss):
-                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-                    raise NonFiniteLossError(
-                        f"non-finite loss term(s) {', '.join(bad)} at epoch {epoch + 1}, step "
-                        f"{step + 1}; lower the learning rate or check the inputs")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                steps += 1
-                correct += int((outputs.student_logits.argmax(-1) == y).sum())
-                seen += y.numel()
-            lr = optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   **_train_epoch(student, teacher, algorithm, taps, batches, optimizer, augment,
+                                  device, epoch)}
             schedule.step()
-            val_acc = accuracy(student, val, device, cfg.eval_batch_size)
-            row = {"epoch": epoch + 1, "lr": lr,
-                   "loss": sum(sums.values()) / max(steps, 1),
-                   **{f"loss/{k}": v / max(steps, 1) for k, v in sums.items()},
-                   "train_accuracy": correct / max(seen, 1), "val_accuracy": val_acc,
-                   "seconds": time.perf_counter() - started}
+            row["val_accuracy"] = accuracy(student, val, device, cfg.eval_batch_size)
+            row["seconds"] = time.perf_counter() - started
             history.append(row)
-            if val_acc > best["val_accuracy"]:
-                best = {"epoch": epoch + 1, "val_accuracy": val_acc,
+            if row["val_accuracy"] > best["val_accuracy"]:
+                best = {"epoch": epoch + 1, "val_accuracy": row["val_accuracy"],
                         "state": copy.deepcopy(student.state_dict())}
                 if run is not None:
                     run.save_model(student, "best")
             if run is not None:
                 run.log_metrics(row)
                 run.save_model(student, "last")
-            epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{val_acc:.3f}",
+            epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}",
                                best=f"{best['val_accuracy']:.3f}")
 
     if best["state"] is not None:
         student.load_state_dict(best["state"])
+
     def evaluate(model: nn.Module | None, data: Dataset | None) -> float | None:
-        if model is None or data is None:
-            return None
-        return accuracy(model, data, device, cfg.eval_batch_size)
+        return None if model is None or data is None else accuracy(model, data, device,
+                                                                   cfg.eval_batch_size)
 
     result = DistillResult(
         student=student, method=algorithm, best_epoch=best["epoch"],
