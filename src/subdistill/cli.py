@@ -22,7 +22,7 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     from .config import load_config
     from .experiment import run_distill
 
-    result = run_distill(load_config(args.config, args.overrides))
+    result = run_distill(load_config(args.config, args.overrides), resume=args.resume)
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
           f"test accuracy {result.test_accuracy:.4f} "
           f"(teacher on the subtask: {result.teacher_test_accuracy:.4f})")
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("distill", help="distil a student as a config describes", epilog=EPILOG)
     _add_config(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's checkpoint (same config required)")
     p.set_defaults(func=_cmd_distill)
 
     p = commands.add_parser("fit-subspace", epilog=EPILOG,

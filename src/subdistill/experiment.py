@@ -52,6 +52,7 @@ def build_model(config: ModelConfig, num_classes: int, in_channels: int) -> nn.M
 def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Module, nn.Module]:
     """The teacher (all classes, restricted to the subtask) and a fresh student (subtask classes)."""
     in_channels = data.train_full.image_shape[0]
+    seed_everything(config.train.seed)
     teacher = build_model(config.teacher, len(data.train_full.classes), in_channels)
     if config.teacher.weights is None and not config.teacher.pretrained:
         log.warning("the teacher has neither weights nor pretrained=true: it is untrained and "
@@ -61,14 +62,15 @@ def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Mod
     return restrict_teacher(teacher, data.subtask), student
 
 
-def run_distill(config: DistillConfig) -> DistillResult:
-    """Run the distillation a config describes, writing its run directory."""
+def run_distill(config: DistillConfig, resume: bool = False) -> DistillResult:
+    """Run the distillation a config describes, writing its run directory (``resume``:
+    continue from its checkpoint)."""
     data = load_task_data(config.data, config.train.seed)
     teacher, student = build_teacher_student(config, data)
     return distill(
         teacher, student, data.splits.train, data.splits.val, test=data.splits.test,
         method=config.method["name"], pairs=config.pairs, options=config.method_options(),
-        config=config.train, run_dir=config.run_dir, record=to_dict(config),
+        config=config.train, run_dir=config.run_dir, record=to_dict(config), resume=resume,
     )
 
 

@@ -1,6 +1,6 @@
 """Distillation methods behind one interface; ``build_method(name, pairs, **options)``."""
 
-from . import kd, subdistill  # noqa: F401  (register the methods)
+from . import at, ce_kd, dkd, fitnet, kd, spkd, subdistill, vid, vkd  # noqa: F401  (register)
 from .base import (
     METHODS,
     DistillMethod,

@@ -50,6 +50,10 @@ class RunDirectory:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def rewrite_metrics(self, rows: list[Mapping[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` by ``rows`` (when resuming from a checkpoint)."""
+        write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
     def save_model(self, model: nn.Module, tag: str) -> Path:
         """Save the trained model's weights (no training-only heads) as ``model_<tag>``."""
         path = self.path / f"model_{tag}.safetensors"

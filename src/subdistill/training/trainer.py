@@ -24,9 +24,15 @@ from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, 
 from ..subtask import Subtask, restrict_teacher
 from ..taps import LayerTaps, as_grid
 from .evaluate import accuracy
+from .checkpoint import config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .optim import build_optimizer, build_schedule
 from .pairs import probe_pairs
 from .rundir import RunDirectory
+
+
+CHECKPOINT = "checkpoint.pt"
+# training settings that may differ between an interrupted run and its resumption
+RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
 
 
 class NonFiniteLossError(SubdistillError):
@@ -210,6 +216,7 @@ def distill(
     config: TrainConfig | None = None,
     run_dir: str | Path | None = None,
     record: Mapping[str, Any] | None = None,
+    resume: bool = False,
     **overrides: Any,
 ) -> DistillResult:
     """Train ``student`` on ``train`` with ``method``; keep the best-validation weights.
@@ -218,7 +225,8 @@ def distill(
     ``pairs`` maps teacher layer paths to student layer paths. ``options`` are the method's
     hyper-parameters (``subdistill methods`` lists them); training settings come from
     ``config`` and keyword ``overrides`` (see :class:`TrainConfig`). Labels are used only for
-    model selection and evaluation unless the method itself uses them.
+    model selection and evaluation unless the method itself uses them. With ``run_dir`` a
+    checkpoint is written after every epoch; ``resume=True`` continues from it.
     """
     cfg = _config(config, overrides)
     seed_everything(cfg.seed)
@@ -226,11 +234,15 @@ def distill(
         raise ConfigError(f"method {method} needs a teacher")
     if teacher is not None and subtask is not None:
         teacher = restrict_teacher(teacher, subtask)
+    settings = {"method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
+                "train": asdict(cfg)}
     run = RunDirectory(run_dir) if run_dir is not None else None
-    if run is not None:
-        run.write_config(dict(record) if record is not None else {
-            "method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
-            "train": asdict(cfg)})
+    if resume and run is None:
+        raise ConfigError("resume needs a run directory")
+    checkpoint_file = run.path / CHECKPOINT if run is not None else None
+    resuming = resume and checkpoint_file.is_file()
+    if run is not None and not resuming:
+        run.write_config(dict(record) if record is not None else settings)
     algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
                              options=options, config=cfg, run_dir=run_dir)
     device = torch.device(cfg.device)
@@ -245,9 +257,23 @@ def distill(
                               generator=torch.Generator().manual_seed(cfg.seed))
     augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
 
+    loader_rng = train_loader.generator
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_accuracy": -1.0, "state": None}
-    epochs = tqdm(range(cfg.epochs), desc=f"{method}", disable=not cfg.progress)
+    fingerprint = config_hash({**settings, "train": {
+        k: v for k, v in settings["train"].items() if k not in RESUMABLE_CHANGES}})
+    if resuming:
+        state = load_checkpoint(checkpoint_file, fingerprint)
+        student.load_state_dict(state["student"])
+        algorithm.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        loader_rng.set_state(state["loader_rng"])
+        history, best = state["history"], state["best"]
+        run.rewrite_metrics(history)
+    epochs = tqdm(range(len(history), cfg.epochs), desc=f"{method}", disable=not cfg.progress,
+                  initial=len(history), total=cfg.epochs)
     with ExitStack() as stack:
         taps = _Taps(None, stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs])))
         if teacher is not None:
@@ -270,8 +296,13 @@ def distill(
                 if run is not None:
                     run.save_model(student, "best")
             if run is not None:
-                run.log_metrics(row)
                 run.save_model(student, "last")
+                save_checkpoint(checkpoint_file, {
+                    "config_hash": fingerprint, "student": student.state_dict(),
+                    "method": algorithm.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "rng": rng_state(),
+                    "loader_rng": loader_rng.get_state(), "history": history, "best": best})
+                run.log_metrics(row)
             epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}",
                                best=f"{best['val_accuracy']:.3f}")
 

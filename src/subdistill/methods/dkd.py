@@ -1,0 +1,67 @@
+"""Decoupled KD (Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022), on the logits.
+
+Follows the spec's recipe (no label cross-entropy). The authors' linear warm-up of the loss
+over the first epochs is left out: methods here do not see the epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import DistillMethod, StepOutputs, register_method
+
+
+def _non_target(x: Tensor, labels: Tensor) -> Tensor:
+    """The (B, C−1) entries of ``x`` without each row's label column."""
+    keep = torch.ones_like(x, dtype=torch.bool).scatter_(1, labels[:, None], False)
+    return x[keep].view(x.shape[0], -1)
+
+
+def _binary_log_probs(logits: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """``log [b^target, b^non-target]`` (B, 2) of ``softmax(z/T)``, computed in log space."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    target = log_p.gather(1, labels[:, None])
+    others = _non_target(log_p, labels).logsumexp(dim=1, keepdim=True)
+    return torch.cat([target, others], dim=1)
+
+
+def tckd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
+              temperature: float = 1.0) -> Tensor:
+    """Target-class KD: ``T² · KL(b_t ‖ b_s)`` on the binary (target, non-target) probabilities
+    of ``softmax(z/T)``, averaged over the batch."""
+    kl = F.kl_div(_binary_log_probs(student_logits, labels, temperature),
+                  _binary_log_probs(teacher_logits, labels, temperature),
+                  log_target=True, reduction="batchmean")
+    return temperature**2 * kl
+
+
+def nckd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
+              temperature: float = 1.0) -> Tensor:
+    """Non-target-class KD: ``T² · KL(p̂_t ‖ p̂_s)`` with p̂ the softmax of z/T over the non-target
+    classes (the target column removed, the exact form of the authors' −1000 masking),
+    averaged over the batch."""
+    log_s = F.log_softmax(_non_target(student_logits, labels) / temperature, dim=1)
+    log_t = F.log_softmax(_non_target(teacher_logits, labels) / temperature, dim=1)
+    return temperature**2 * F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+
+
+def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, alpha: float = 1.0,
+             beta: float = 8.0, temperature: float = 1.0) -> Tensor:
+    """``α · TCKD + β · NCKD``."""
+    return (alpha * tckd_loss(student_logits, teacher_logits, labels, temperature)
+            + beta * nckd_loss(student_logits, teacher_logits, labels, temperature))
+
+
+@register_method
+class DKD(DistillMethod):
+    name = "dkd"
+    description = "decoupled KD on the subtask logits: α·TCKD + β·NCKD (uses the labels)"
+    hparams = {"alpha": 1.0, "beta": 8.0, "temperature": 1.0}
+
+    def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
+        args = (outputs.student_logits, outputs.teacher_logits, outputs.labels,
+                self.options["temperature"])
+        return {"tckd": self.options["alpha"] * tckd_loss(*args),
+                "nckd": self.options["beta"] * nckd_loss(*args)}

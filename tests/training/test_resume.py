@@ -1,0 +1,77 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from subdistill.cli import main
+from subdistill.training.checkpoint import CheckpointError, load_checkpoint
+
+EPOCHS = 12
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    config = {
+        "teacher": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [8, 16, 16]}},
+        "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 8, 8]}},
+        "data": {"dataset": "digits", "subtask": "confusable"},
+        "method": {"name": "subdistill", "lambda": 10.0},
+        "pairs": {"layer2": "layer2", "layer3": "layer3"},
+        "train": {"epochs": EPOCHS, "batch_size": 16, "augment": "crop", "schedule": "cosine",
+                  "progress": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _metrics(run):
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_killed_run_resumes_to_identical_weights(config_file, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["distill", str(config_file), "--set", f"run_dir={straight}"]) == 0
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "subdistill", "distill", str(config_file), "--set", f"run_dir={killed}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(_metrics(killed)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(_metrics(killed))
+    assert 2 <= done < EPOCHS, "the run must be killed part-way"
+
+    assert main(["distill", str(config_file), "--set", f"run_dir={killed}", "--resume"]) == 0
+    assert _metrics(killed) == _metrics(straight)
+    for name in ("model_last.safetensors", "model_best.safetensors"):
+        a, b = load_file(str(straight / name)), load_file(str(killed / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+
+
+def test_checkpoint_is_checked(config_file, tmp_path):
+    run = tmp_path / "run"
+    assert main(["distill", str(config_file), "--set", f"run_dir={run}", "--set", "train.epochs=1"]) == 0
+    checkpoint = run / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="other settings"):
+        load_checkpoint(checkpoint, "0" * 16)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        load_checkpoint(checkpoint, "0" * 16)
+    assert main(["distill", str(config_file), "--set", f"run_dir={run}", "--set", "train.epochs=1",
+                 "--resume"]) == 2
