@@ -69,3 +69,12 @@ def test_file_errors(tmp_path):
     bad.write_text("- a list")
     with pytest.raises(ConfigError, match="top level"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("device, message", [("abc", "not a device name"), ("cuda:99", "CUDA"),
+                                             ("meta", "only cpu, cuda and mps")])
+def test_devices_are_checked(device, message):
+    raw = _raw()
+    raw["train"] = {"device": device}
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(DistillConfig, raw)

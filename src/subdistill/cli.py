@@ -42,11 +42,28 @@ def _cmd_fit_subspace(args: argparse.Namespace) -> None:
     print(f"bases written to {path}")
 
 
+def _cmd_check(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .experiment import check_config
+
+    print(check_config(load_config(args.config, args.overrides)))
+    print("config OK")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
+    from .errors import ConfigError
+    from .methods import METHODS, method_class
 
+    methods = sorted(METHODS) if args.methods == "all" else args.methods.split(",")
+    for name in methods:
+        method_class(name)  # an unknown name fails before any training
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     run_demo(dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
-             epochs_scale=args.epochs_scale)
+             epochs_scale=args.epochs_scale, methods=methods, seeds=seeds, rho=args.rho)
 
 
 def _cmd_toy(args: argparse.Namespace) -> None:
@@ -101,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=_cmd_fit_subspace)
 
+    p = commands.add_parser("check", epilog=EPILOG, help="validate a config without training: "
+                            "data, subtask, models, weights, layer pairs, method options")
+    _add_config(p)
+    p.set_defaults(func=_cmd_check)
+
     p = commands.add_parser("demo", help="offline end-to-end demo: train a teacher, distil a "
                             "subtask with SubDistill and KD, print a table")
     p.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion-mnist"],
@@ -109,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--epochs-scale", type=float, default=1.0,
                    help="multiply every epoch count (e.g. 0.2 for a quick look)")
+    p.add_argument("--methods", default="subdistill,kd,student-only",
+                   help="comma-separated methods, or 'all' (default subdistill,kd,student-only)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--rho", type=float, default=None,
+                   help="fraction of the subtask's training images used (default 0.8)")
     p.set_defaults(func=_cmd_demo)
 
     p = commands.add_parser("toy", help="the paper's 3D-XOR experiment: AUROC per basis and k")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import csv
 import shutil
+import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path, write_text
 from .data import load_dataset, make_splits
 from .models import count_parameters, create_model
+from .plots import bar_chart
 from .subtask import Subtask, restrict_teacher
 from .training import TrainConfig, accuracy, distill, seed_everything
 
@@ -61,68 +65,81 @@ def _scaled(epochs: int, scale: float) -> int:
 
 
 def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str | Path = "runs/demo",
-             epochs_scale: float = 1.0, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
-    """Train a teacher on every class, distil the demo subtask with each of
-    :data:`DEMO_METHODS`, print the table and write ``results.csv``, ``results.md`` and
-    ``results.png`` into ``out_dir`` (the demo's own sub-folders there are replaced).
-    Returns the table rows."""
+             epochs_scale: float = 1.0, methods: Sequence[str] = DEMO_METHODS,
+             seeds: Sequence[int] = (0,), rho: float | None = None,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Train a teacher on every class (seed ``seeds[0]``), distil the demo subtask with each of
+    ``methods`` and each seed (its own split and initialisation), print the table (mean ± std
+    over seeds) and write ``results.csv``, ``results.md`` and ``results.png`` into ``out_dir``
+    (the demo's own sub-folders there are replaced). Returns the table rows."""
     setting = SETTINGS[dataset]
+    rho = setting.rho if rho is None else rho
     out = Path(out_dir)
-    for owned in ("teacher", *DEMO_METHODS):  # a rerun starts afresh (saved bases included)
+    for owned in ("teacher", *methods):  # a rerun starts afresh (saved bases included)
         shutil.rmtree(out / owned, ignore_errors=True)
     started = time.perf_counter()
     train_full = load_dataset(DATASET_NAMES[dataset], "train", data_root)
     test_full = load_dataset(DATASET_NAMES[dataset], "test", data_root)
     channels = train_full.image_shape[0]
-    common = dict(batch_size=setting.batch_size, lr=setting.lr, augment=setting.augment,
-                  schedule="cosine", seed=seed, progress=progress)
+
+    def schedule(epochs: int, seed: int) -> TrainConfig:
+        return TrainConfig(epochs=_scaled(epochs, epochs_scale), batch_size=setting.batch_size,
+                           lr=setting.lr, augment=setting.augment, schedule="cosine", seed=seed,
+                           progress=progress)
 
     every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
-    teacher_splits = make_splits(train_full, test_full, every_class, seed=seed)
-    seed_everything(seed)
+    teacher_splits = make_splits(train_full, test_full, every_class, seed=seeds[0])
+    seed_everything(seeds[0])
     teacher = create_model("cifar_resnet", len(train_full.classes), channels, **setting.teacher_args)
     taught = distill(None, teacher, teacher_splits.train, teacher_splits.val, method="student-only",
                      test=teacher_splits.test, run_dir=out / "teacher",
-                     config=TrainConfig(epochs=_scaled(setting.teacher_epochs, epochs_scale), **common))
+                     config=schedule(setting.teacher_epochs, seeds[0]))
 
     subtask = Subtask.resolve(setting.subtask, train_full.classes, train_full.family)
-    splits = make_splits(train_full, test_full, subtask, rho=setting.rho, seed=seed)
     restricted = restrict_teacher(taught.student, subtask)
-    rows = [
-        {"model": "teacher (all classes)", "method": "-", "parameters": count_parameters(teacher),
-         "test_accuracy": taught.test_accuracy},
-        {"model": f"teacher on {subtask.name}", "method": "-", "parameters": count_parameters(teacher),
-         "test_accuracy": accuracy(restricted, splits.test)},
-    ]
-    for method in DEMO_METHODS:
-        seed_everything(seed)
-        student = create_model("cifar_resnet", len(subtask), channels, **setting.student_args)
-        result = distill(restricted, student, splits.train, splits.val, method=method,
-                         pairs=setting.pairs, test=splits.test, run_dir=out / method,
-                         config=TrainConfig(epochs=_scaled(setting.student_epochs, epochs_scale),
-                                            **common))
-        rows.append({"model": "student", "method": method, "parameters": count_parameters(student),
-                     "test_accuracy": result.test_accuracy})
+    split_of = {seed: make_splits(train_full, test_full, subtask, rho=rho, seed=seed)
+                for seed in seeds}
+    teacher_params = count_parameters(teacher)
+    rows = [_row("teacher (all classes)", "-", teacher_params, [taught.test_accuracy]),
+            _row(f"teacher on {subtask.name}", "-", teacher_params,
+                 [accuracy(restricted, split_of[seeds[0]].test)])]
+    for method in methods:
+        scores = []
+        for seed in seeds:
+            seed_everything(seed)
+            student = create_model("cifar_resnet", len(subtask), channels, **setting.student_args)
+            splits = split_of[seed]
+            run_dir = out / method / f"seed{seed}" if len(seeds) > 1 else out / method
+            result = distill(restricted, student, splits.train, splits.val, method=method,
+                             pairs=setting.pairs, test=splits.test, run_dir=run_dir,
+                             config=schedule(setting.student_epochs, seed))
+            scores.append(result.test_accuracy)
+        rows.append(_row("student", method, count_parameters(student), scores))
     seconds = time.perf_counter() - started
-    _write_outputs(out, rows, dataset, subtask, len(splits.train), seconds)
+    header = (f"dataset {dataset}, subtask {subtask.name} = {', '.join(subtask.names)}; "
+              f"rho {rho}, {len(split_of[seeds[0]].train)} training images; "
+              f"seeds {', '.join(map(str, seeds))}; {seconds:.0f} s")
+    _write_outputs(out, rows, header, f"{dataset} / {subtask.name}")
     return rows
 
 
+def _row(model: str, method: str, parameters: int, scores: Sequence[float]) -> dict[str, Any]:
+    return {"model": model, "method": method, "parameters": parameters,
+            "test_accuracy": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "runs": len(scores)}
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The demo table as Markdown."""
+    """The demo table as Markdown (mean ± std over seeds where there are several)."""
     lines = ["| model | method | parameters | test accuracy |", "|---|---|---:|---:|"]
-    lines += [f"| {r['model']} | {r['method']} | {r['parameters']:,} | {r['test_accuracy']:.4f} |"
-              for r in rows]
+    for r in rows:
+        spread = f" ± {r['std']:.4f}" if r["runs"] > 1 else ""
+        lines.append(f"| {r['model']} | {r['method']} | {r['parameters']:,} | "
+                     f"{r['test_accuracy']:.4f}{spread} |")
     return "\n".join(lines)
 
 
-def _write_outputs(out: Path, rows: list[dict[str, Any]], dataset: str, subtask: Subtask,
-                   train_size: int, seconds: float) -> None:
-    from .atomic import atomic_path, write_text
-    from .plots import bar_chart
-
-    header = (f"dataset {dataset}, subtask {subtask.name} = {', '.join(subtask.names)}; "
-              f"{train_size} training images; {seconds:.0f} s")
+def _write_outputs(out: Path, rows: list[dict[str, Any]], header: str, title: str) -> None:
     table = format_table(rows)
     print(f"\n{header}\n\n{table}\n")
     write_text(out / "results.md", f"{header}\n\n{table}\n")
@@ -132,5 +149,5 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], dataset: str, subtask:
         writer.writerows(rows)
     labels = [r["model"] if r["method"] == "-" else r["method"] for r in rows]
     bar_chart(out / "results.png", labels, [r["test_accuracy"] for r in rows],
-              title=f"{dataset} / {subtask.name}", ylabel="test accuracy")
+              errors=[r["std"] for r in rows], title=title, ylabel="test accuracy")
     print(f"results written to {out}/results.md, results.csv, results.png")

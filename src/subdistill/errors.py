@@ -35,6 +35,10 @@ class ModelError(SubdistillError):
     """A model cannot be built or does not fit the task."""
 
 
+class NonFiniteError(SubdistillError):
+    """An activation, gradient or loss became NaN or infinite."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """A ' Did you mean ...?' hint naming the closest candidates, or '' when none is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)

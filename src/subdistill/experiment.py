@@ -12,11 +12,11 @@ from .config import DataConfig, DistillConfig, ModelConfig, to_dict
 from .data import ImageDataset, SubtaskSplits, load_dataset, make_splits
 from .errors import ConfigError
 from .methods.subdistill import SubDistill
-from .models import create_model
+from .models import count_parameters, create_model
 from .subspace import Basis
 from .subtask import Subtask, restrict_teacher
 from .training import DistillResult, distill
-from .training.trainer import seed_everything, setup_method
+from .training.trainer import build_checked_method, seed_everything, setup_method
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +84,26 @@ def run_fit_subspaces(config: DistillConfig) -> tuple[dict[str, Basis], Path]:
     if not isinstance(method, SubDistill):
         raise ConfigError(f"fit-subspace needs method subdistill, not {config.method['name']!r}")
     return method.bases, method.bases_path
+
+
+def check_config(config: DistillConfig) -> str:
+    """Validate everything a run of ``config`` needs without training: data and subtask,
+    models and weights, layer paths and shapes, method options. Returns a report."""
+    data = load_task_data(config.data, config.train.seed)
+    teacher, student = build_teacher_student(config, data)
+    method = build_checked_method(teacher, student, data.splits.train,
+                                  method=config.method["name"], pairs=config.pairs,
+                                  options=config.method_options(), device=config.train.device)
+    splits = data.splits
+    lines = [f"subtask {data.subtask.name}: {', '.join(data.subtask.names)}",
+             f"images: {len(splits.train)} train, {len(splits.val)} validation, "
+             f"{len(splits.test)} test",
+             f"parameters: teacher {count_parameters(teacher):,}, "
+             f"student {count_parameters(student):,}",
+             f"method {method.name}: {method.description}"]
+    for p in method.pairs:
+        lines.append(f"pair {p.teacher} ({p.teacher_channels}x{p.teacher_size[0]}x"
+                     f"{p.teacher_size[1]}) -> {p.student} ({p.student_channels}x"
+                     f"{p.student_size[0]}x{p.student_size[1]}), compared at "
+                     f"{p.compared_size[0]}x{p.compared_size[1]}")
+    return "\n".join(lines)

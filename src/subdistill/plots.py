@@ -11,13 +11,13 @@ from matplotlib.figure import Figure
 from .atomic import atomic_path
 
 
-def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float], title: str = "",
-              ylabel: str = "") -> None:
-    """A labelled bar chart saved as PNG (values printed above the bars)."""
+def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float],
+              errors: Sequence[float] | None = None, title: str = "", ylabel: str = "") -> None:
+    """A labelled bar chart saved as PNG (values printed above the bars, optional ± errors)."""
     figure = Figure(figsize=(1.2 + 1.1 * len(labels), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    bars = axes.bar(range(len(values)), values, color="#4c72b0")
+    bars = axes.bar(range(len(values)), values, yerr=errors, capsize=3, color="#4c72b0")
     axes.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=8)
     axes.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     low = min(values)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from subdistill.errors import BasisError, LayerNotFoundError
+from subdistill.errors import BasisError, LayerNotFoundError, NonFiniteError
 from subdistill.subspace import relevant_basis
 from subdistill.subspace.fit import accumulate_statistics, fit_subspaces, logit_margin
 
@@ -82,3 +82,11 @@ def test_errors(tiny_cnn, tiny_images):
         fit_subspaces(tiny_cnn, loader, {"stage2": 9})
     with pytest.raises(BasisError, match="no batches"):
         fit_subspaces(tiny_cnn, [], ["stage2"])
+
+
+def test_non_finite_activations_name_the_layer_and_batch(tiny_cnn, tiny_images):
+    x = tiny_images.tensors[0].clone()
+    x[25] = float("nan")
+    loader = DataLoader(torch.utils.data.TensorDataset(x, tiny_images.tensors[1]), batch_size=10)
+    with pytest.raises(NonFiniteError, match="activations at teacher layer 'stage1' in batch 3"):
+        fit_subspaces(tiny_cnn, loader, ["stage1"])

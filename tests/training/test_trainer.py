@@ -125,3 +125,13 @@ def test_vit_teacher_tokens_are_distilled_into_a_cnn(tmp_path):
     with pytest.raises(BasisError, match="class token"):
         distill(teacher, TinyCNN((4, 4)), _data(), _data(24, 1), epochs=1, progress=False,
                 pairs={"encoder.layers.encoder_layer_1": "stage2"})
+
+
+def test_non_finite_loss_stops_with_the_term_and_step(tmp_path):
+    from subdistill.errors import NonFiniteError
+
+    teacher, student = _models()
+    with torch.no_grad():
+        teacher.head.weight.fill_(float("inf"))
+    with pytest.raises(NonFiniteError, match=r"kd.* at epoch 1, step 1"):
+        distill(teacher, student, _data(), _data(24, 1), method="kd", epochs=1, progress=False)

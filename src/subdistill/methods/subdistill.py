@@ -11,7 +11,7 @@ from torch.nn.utils.parametrizations import orthogonal
 from ..errors import BasisError, ConfigError
 from ..fingerprint import model_fingerprint
 from ..losses import subspace_loss
-from ..subspace.basis import BASIS_METHODS, Basis
+from ..subspace.basis import BASIS_METHODS, Basis, check_k
 from ..subspace.fit import fit_subspaces
 from ..subspace.io import load_bases, save_bases
 from ..subtask import RestrictedTeacher
@@ -106,6 +106,11 @@ class SubDistill(LayerwiseMethod):
         if self.options["normalization"] not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalization {self.options['normalization']!r}; "
                               f"choose one of {', '.join(NORMALIZATIONS)}")
+        for pair in self.pairs:  # fail before the fit, not after it
+            try:
+                check_k(pair.student_channels, pair.teacher_channels)
+            except BasisError as err:
+                raise BasisError(f"pair {pair.teacher} -> {pair.student}: {err}") from None
         self.heads = nn.ModuleList()
         self.bases: dict[str, Basis] = {}
         self.bases_path: Path | None = None

@@ -101,7 +101,10 @@ def create_model(
         raise ModelError("Pass either pretrained=True or weights=PATH, not both.")
     factory = _resolve(name)
     _check_kwargs(name, factory, kwargs)
-    model = factory(num_classes, in_channels=in_channels, pretrained=pretrained, **kwargs)
+    try:
+        model = factory(num_classes, in_channels=in_channels, pretrained=pretrained, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:  # ill-typed or inconsistent arguments
+        raise ModelError(f"cannot build {name!r} with arguments {kwargs}: {err}") from None
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -90,7 +90,8 @@ def fix_signs(U: Tensor) -> Tensor:
     return U * signs
 
 
-def _check_k(k: int | None, d: int) -> int:
+def check_k(k: int | None, d: int) -> int:
+    """``k`` (``d`` when None) after checking 1 ≤ k ≤ d."""
     if k is None:
         return d
     if not 1 <= k <= d:
@@ -119,7 +120,7 @@ def basis_from_moments(
         raise BasisError(f"unknown basis method {method!r}.{closest(method, BASIS_METHODS)} "
                          f"Choose one of: {', '.join(BASIS_METHODS)}")
     d = moments.dim
-    k = _check_k(k, d)
+    k = check_k(k, d)
     if method == "subdistill":
         values, vectors = _sorted_eigh(subdistill_matrix(moments))
     elif method == "pca":

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..errors import BasisError
+from ..errors import BasisError, NonFiniteError
 from ..frozen import frozen
 from ..taps import LayerTaps, as_grid, flatten_positions
 from .basis import Basis, basis_from_moments
@@ -83,7 +83,8 @@ def accumulate_statistics(
     generator = torch.Generator().manual_seed(seed)
     stats: dict[str, LayerStatistics] = {}
     with frozen(teacher), LayerTaps(teacher, layers) as taps:
-        for batch in tqdm(loader, desc="fitting subspaces", disable=not progress, leave=False):
+        batches = tqdm(loader, desc="fitting subspaces", disable=not progress, leave=False)
+        for index, batch in enumerate(batches):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             x = x.to(device).requires_grad_(True)
             margin = logit_margin(teacher(x)).sum()
@@ -92,6 +93,11 @@ def accumulate_statistics(
             for layer, act, grad in zip(layers, outputs, grads):
                 if grad is None:
                     raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
+                for what, value in (("activations", act), ("gradients", grad)):
+                    if not torch.isfinite(value).all():
+                        raise NonFiniteError(f"non-finite {what} at teacher layer {layer!r} in "
+                                             f"batch {index + 1} of the subspace fit; check the "
+                                             "input data and the teacher's weights")
                 a_grid = as_grid(act.detach(), prefix_tokens.get(layer))
                 c_grid = as_grid(grad, prefix_tokens.get(layer))
                 if layer not in stats:

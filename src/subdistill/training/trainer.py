@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.augment import build_augment
-from ..errors import ConfigError, ModelError, SubdistillError, closest
+from ..errors import ConfigError, ModelError, NonFiniteError, closest
 from ..frozen import frozen
 from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, method_class
 from ..subtask import Subtask, restrict_teacher
@@ -33,10 +33,6 @@ from .rundir import RunDirectory
 CHECKPOINT = "checkpoint.pt"
 # training settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
-
-
-class NonFiniteLossError(SubdistillError):
-    """A loss term became NaN or infinite during training."""
 
 
 @dataclass
@@ -67,8 +63,28 @@ class TrainConfig:
             if not value > 0:
                 raise ConfigError(f"train.{name} must be positive, got {value}")
         for name in ("weight_decay", "momentum", "num_workers"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise ConfigError(f"train.{name} must not be negative, got {getattr(self, name)}")
+        check_device(self.device)
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device called ``name``, if this machine has it."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device {name!r} is not a device name (e.g. cpu, cuda, cuda:1, "
+                          "mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available here; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device {name!r}: this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device is {name!r} but MPS is not available here; use cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device {name!r}: only cpu, cuda and mps are supported")
+    return device
 
 
 @dataclass
@@ -155,7 +171,7 @@ def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: Disti
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise NonFiniteLossError(f"non-finite loss term(s) {', '.join(bad)} at epoch "
+            raise NonFiniteError(f"non-finite loss term(s) {', '.join(bad)} at epoch "
                                      f"{epoch + 1}, step {step + 1}; lower the learning rate or "
                                      "check the inputs")
         optimizer.zero_grad(set_to_none=True)
@@ -171,6 +187,30 @@ def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: Disti
             "train_accuracy": correct / max(seen, 1)}
 
 
+def build_checked_method(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Dataset,
+    *,
+    method: str,
+    pairs: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+) -> DistillMethod:
+    """Check the models' outputs against the data, resolve the layer pairs on one example
+    batch and build the method (its options and pair shapes validated); nothing is trained."""
+    method_cls = method_class(method)
+    teacher = teacher if method_cls.needs_teacher else None
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)
+    _check_outputs(teacher, student, example, _num_classes(train))
+    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
+    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
+    return build_method(method, layer_pairs, **dict(options or {}))
+
+
 def setup_method(
     teacher: nn.Module | None,
     student: nn.Module,
@@ -182,22 +222,15 @@ def setup_method(
     config: TrainConfig | None = None,
     run_dir: str | Path | None = None,
 ) -> DistillMethod:
-    """Check the models against the data, resolve the layer pairs and build and prepare the
-    method (e.g. fit SubDistill's subspaces on the unaugmented ``train`` data)."""
+    """:func:`build_checked_method`, then prepare the method (e.g. fit SubDistill's subspaces
+    on the unaugmented ``train`` data)."""
     cfg = config or TrainConfig()
     device = torch.device(cfg.device)
-    method_cls = method_class(method)
-    teacher = teacher if method_cls.needs_teacher else None
-    student.to(device)
-    if teacher is not None:
-        teacher.to(device)
-    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)
-    _check_outputs(teacher, student, example, _num_classes(train))
-    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
-    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
-    algorithm = build_method(method, layer_pairs, **dict(options or {}))
+    algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
+                                     options=options, device=device)
     fit_loader = DataLoader(train, batch_size=cfg.eval_batch_size, shuffle=False,
                             num_workers=cfg.num_workers)
+    teacher = teacher if algorithm.needs_teacher else None
     algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir, cfg.progress))
     return algorithm.to(device)
 
@@ -252,8 +285,11 @@ def distill(
     params = list(student.parameters()) + list(algorithm.parameters())
     optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    # every image is used each epoch; only a last batch of one sample (which batch
+    # normalisation cannot train on) is dropped
     train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
-                              drop_last=len(train) > cfg.batch_size, num_workers=cfg.num_workers,
+                              drop_last=len(train) % cfg.batch_size == 1,
+                              num_workers=cfg.num_workers,
                               generator=torch.Generator().manual_seed(cfg.seed))
     augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
 
