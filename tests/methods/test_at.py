@@ -6,7 +6,8 @@ import torch
 import subdistill.methods.at  # noqa: F401  (registers the method)
 from subdistill.losses import kd_loss
 from subdistill.methods.at import attention_loss, attention_map
-from subdistill.methods.base import LayerPair, StepOutputs, build_method
+from method_helpers import layer_step
+from subdistill.methods.base import LayerPair, build_method
 
 # student map is the larger one here: it is pooled 4x4 -> 2x2
 PAIR = LayerPair("t", "s", teacher_channels=3, student_channels=2, teacher_size=(2, 2),
@@ -71,11 +72,9 @@ def test_gradients_reach_student_without_teacher_gradients():
 def test_method_terms():
     method = build_method("at", [PAIR], **{"lambda": 10.0})
     teacher, student = _maps(2)
-    logits_s, logits_t = torch.randn(2, 5), torch.randn(2, 5)
-    terms = method(StepOutputs(student_logits=logits_s, labels=torch.zeros(2, dtype=torch.long),
-                               teacher_logits=logits_t, student_features={"s": student},
-                               teacher_features={"t": teacher}))
+    step = layer_step(teacher, student)
+    terms = method(step)
     assert set(terms) == {"kd", "layer/t"}
     expected = 10 * attention_loss(torch.nn.functional.avg_pool2d(student, 2), teacher)
     assert terms["layer/t"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert terms["kd"].item() == pytest.approx(kd_loss(logits_s, logits_t, 4.0).item(), rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(kd_loss(step.student_logits, step.teacher_logits, 4.0).item(), rel=1e-6)

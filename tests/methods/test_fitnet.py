@@ -4,7 +4,8 @@ import torch
 import subdistill.methods.fitnet  # noqa: F401  (registers the method)
 from subdistill.errors import ConfigError
 from subdistill.losses import kd_loss
-from subdistill.methods.base import LayerPair, StepOutputs, build_method
+from method_helpers import layer_step
+from subdistill.methods.base import LayerPair, build_method
 from subdistill.methods.fitnet import hint_loss
 
 PAIR = LayerPair("t", "s", teacher_channels=3, student_channels=2, teacher_size=(4, 4),
@@ -67,15 +68,13 @@ def test_gradients_reach_student_and_regressor_without_teacher_gradients():
 def test_method_terms():
     method = build_method("fitnet", [PAIR], **{"lambda": 10.0})
     teacher, student = _maps(1)
-    logits_s, logits_t = torch.randn(2, 5), torch.randn(2, 5)
-    terms = method(StepOutputs(student_logits=logits_s, labels=torch.zeros(2, dtype=torch.long),
-                               teacher_logits=logits_t, student_features={"s": student},
-                               teacher_features={"t": teacher}))
+    step = layer_step(teacher, student)
+    terms = method(step)
     assert set(terms) == {"kd", "layer/t"}
     pooled = torch.nn.functional.avg_pool2d(teacher, 2)
     expected = 10 * hint_loss(method.regressors[0](student), pooled)
     assert terms["layer/t"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert terms["kd"].item() == pytest.approx(kd_loss(logits_s, logits_t, 4.0).item(), rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(kd_loss(step.student_logits, step.teacher_logits, 4.0).item(), rel=1e-6)
     assert method.options["lambda"] == 10.0 and method.options["temperature"] == 4.0
     with pytest.raises(ConfigError, match="true or false"):
         build_method("fitnet", [PAIR], relu="yes")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import subdistill.methods.spkd  # noqa: F401  (registers the method)
-from subdistill.methods.base import LayerPair, StepOutputs, build_method
+from method_helpers import layer_step
+from subdistill.methods.base import LayerPair, build_method
 from subdistill.methods.spkd import similarity_matrix, spkd_loss
 
 PAIR = LayerPair("t", "s", teacher_channels=6, student_channels=3,
@@ -48,9 +49,6 @@ def test_method_returns_kd_and_layer_terms():
     method = build_method("spkd", [PAIR])
     assert method.options == {"lambda": 100.0, "temperature": 4.0}
     t_map, s_map = torch.randn(4, 6, 4, 4), torch.randn(4, 3, 2, 2)
-    out = StepOutputs(student_logits=torch.randn(4, 3), labels=torch.tensor([0, 1, 2, 0]),
-                      teacher_logits=torch.randn(4, 3), student_features={"s": s_map},
-                      teacher_features={"t": t_map})
-    terms = method(out)
+    terms = method(layer_step(t_map, s_map))
     assert set(terms) == {"kd", "layer/t"}
     assert terms["layer/t"].item() == pytest.approx(100 * spkd_loss(t_map, s_map).item(), rel=1e-5)

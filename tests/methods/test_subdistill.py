@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from subdistill.errors import BasisError, ConfigError
-from subdistill.methods import LayerPair, StepOutputs, build_method, describe_methods
+from method_helpers import layer_step
+from subdistill.methods import LayerPair, build_method, describe_methods
 from subdistill.methods.subdistill import ChannelNormalization, SubspaceHead
 from subdistill.subspace import relevant_basis
 
@@ -82,10 +83,8 @@ def test_method_terms_and_gradients():
     method.heads = torch.nn.ModuleList([SubspaceHead(method.bases["t"], 3)])
     student_map = torch.randn(4, 3, 2, 2, requires_grad=True)
     teacher_map = torch.randn(4, 6, 4, 4)
-    student_logits = torch.randn(4, 5, requires_grad=True)
-    outputs = StepOutputs(student_logits=student_logits, labels=torch.zeros(4, dtype=torch.long),
-                          teacher_logits=torch.randn(4, 5), student_features={"s": student_map},
-                          teacher_features={"t": teacher_map})
+    outputs = layer_step(teacher_map, student_map)
+    student_logits = outputs.student_logits.requires_grad_()
     terms = method(outputs)
     assert set(terms) == {"kd", "layer/t"}
     head_loss = method.heads[0](teacher_map, student_map)

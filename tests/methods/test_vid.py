@@ -6,7 +6,8 @@ import torch
 import subdistill.methods.vid  # noqa: F401  (registers the method)
 from subdistill.errors import ConfigError
 from subdistill.losses import kd_loss
-from subdistill.methods.base import LayerPair, StepOutputs, build_method
+from method_helpers import layer_step
+from subdistill.methods.base import LayerPair, build_method
 from subdistill.methods.vid import VARIANCE_EPS, vid_loss
 
 PAIR = LayerPair("t", "s", teacher_channels=2, student_channels=3, teacher_size=(4, 4),
@@ -86,13 +87,11 @@ def test_variance_is_a_registered_learned_parameter():
 def test_method_terms():
     method = build_method("vid", [PAIR], **{"lambda": 10.0})
     teacher, student = _maps(2)
-    logits_s, logits_t = torch.randn(2, 5), torch.randn(2, 5)
-    terms = method(StepOutputs(student_logits=logits_s, labels=torch.zeros(2, dtype=torch.long),
-                               teacher_logits=logits_t, student_features={"s": student},
-                               teacher_features={"t": teacher}))
+    step = layer_step(teacher, student)
+    terms = method(step)
     assert set(terms) == {"kd", "layer/t"}
     head = method.heads[0]
     expected = 10 * vid_loss(head.regressor(student), head.variance,
                              torch.nn.functional.avg_pool2d(teacher, 2))
     assert terms["layer/t"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert terms["kd"].item() == pytest.approx(kd_loss(logits_s, logits_t, 4.0).item(), rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(kd_loss(step.student_logits, step.teacher_logits, 4.0).item(), rel=1e-6)

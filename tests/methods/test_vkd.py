@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import subdistill.methods.vkd  # noqa: F401  (registers the method)
-from subdistill.methods.base import LayerPair, StepOutputs, build_method
+from method_helpers import layer_step
+from subdistill.methods.base import LayerPair, build_method
 from subdistill.methods.vkd import vkd_loss
 
 PAIR = LayerPair("t", "s", teacher_channels=6, student_channels=3,
@@ -13,13 +14,6 @@ PAIR = LayerPair("t", "s", teacher_channels=6, student_channels=3,
 
 def _smooth_l1(x):
     return 0.5 * x * x if abs(x) < 1 else abs(x) - 0.5
-
-
-def _outputs(t_map, s_map):
-    return StepOutputs(student_logits=torch.randn(t_map.shape[0], 3),
-                       labels=torch.zeros(t_map.shape[0], dtype=torch.long),
-                       teacher_logits=torch.randn(t_map.shape[0], 3),
-                       student_features={"s": s_map}, teacher_features={"t": t_map})
 
 
 def test_matches_hand_formula():
@@ -84,7 +78,7 @@ def test_loss_is_smooth_l1_to_the_layer_normed_teacher():
 def test_method_returns_kd_and_layer_terms():
     method = build_method("vkd", [PAIR])
     t_map, s_map = torch.randn(4, 6, 4, 4), torch.randn(4, 3, 2, 2)
-    terms = method(_outputs(t_map, s_map))
+    terms = method(layer_step(t_map, s_map))
     assert set(terms) == {"kd", "layer/t"}
     assert terms["layer/t"].item() == pytest.approx(
         100 * method.layer_loss(0, t_map, s_map).item(), rel=1e-5)
