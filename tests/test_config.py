@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from subdistill.bench import BenchConfig
 from subdistill.config import DistillConfig, apply_overrides, from_mapping, load_config
 from subdistill.errors import ConfigError
 
@@ -15,8 +16,12 @@ def _raw():
 
 def test_shipped_configs_are_valid():
     for path in CONFIGS.glob("*.yaml"):
-        config = load_config(path)
-        assert config.method["name"] == "subdistill"
+        if path.name.startswith("bench-"):
+            config = load_config(path, cls=BenchConfig)
+            assert "subdistill" in config.grid.methods
+        else:
+            config = load_config(path)
+            assert config.method["name"] == "subdistill"
         assert config.pairs
 
 

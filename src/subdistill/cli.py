@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import SubdistillError
 
@@ -48,6 +49,16 @@ def _cmd_check(args: argparse.Namespace) -> None:
 
     print(check_config(load_config(args.config, args.overrides)))
     print("config OK")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import BenchConfig, run_bench
+    from .config import load_config
+
+    config = load_config(args.config, args.overrides, cls=BenchConfig)
+    rows = run_bench(config)
+    print((Path(config.out_dir) / "summary.md").read_text())
+    print(f"{len(rows)} runs; results in {config.out_dir}/results.csv and summary.md")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -117,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="estimate and save the relevant subspaces of the teacher layers")
     _add_config(p)
     p.set_defaults(func=_cmd_fit_subspace)
+
+    p = commands.add_parser("bench", epilog=EPILOG, help="run a grid of methods x subtasks x "
+                            "rho x seeds (resumable: finished runs are skipped)")
+    _add_config(p)
+    p.set_defaults(func=_cmd_bench)
 
     p = commands.add_parser("check", epilog=EPILOG, help="validate a config without training: "
                             "data, subtask, models, weights, layer pairs, method options")

@@ -34,10 +34,16 @@ class TaskData:
         return self.splits.subtask
 
 
-def load_task_data(config: DataConfig, seed: int = 0) -> TaskData:
-    """Load a dataset's two splits, resolve the subtask and split it."""
-    train_full = load_dataset(config.dataset, "train", config.root, config.download)
-    test_full = load_dataset(config.dataset, "test", config.root, config.download)
+def load_full_data(config: DataConfig) -> tuple[ImageDataset, ImageDataset]:
+    """The dataset's official training and test splits, all classes."""
+    return (load_dataset(config.dataset, "train", config.root, config.download),
+            load_dataset(config.dataset, "test", config.root, config.download))
+
+
+def load_task_data(config: DataConfig, seed: int = 0,
+                   full: tuple[ImageDataset, ImageDataset] | None = None) -> TaskData:
+    """Resolve the subtask and split it (``full``: already loaded training and test sets)."""
+    train_full, test_full = full or load_full_data(config)
     subtask = Subtask.resolve(config.subtask, train_full.classes, getattr(train_full, "family", None))
     splits = make_splits(train_full, test_full, subtask, config.rho, config.val_fraction, seed)
     return TaskData(train_full, test_full, splits)
@@ -62,10 +68,11 @@ def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Mod
     return restrict_teacher(teacher, data.subtask), student
 
 
-def run_distill(config: DistillConfig, resume: bool = False) -> DistillResult:
+def run_distill(config: DistillConfig, resume: bool = False,
+                full: tuple[ImageDataset, ImageDataset] | None = None) -> DistillResult:
     """Run the distillation a config describes, writing its run directory (``resume``:
-    continue from its checkpoint)."""
-    data = load_task_data(config.data, config.train.seed)
+    continue from its checkpoint; ``full``: already loaded training and test sets)."""
+    data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
     return distill(
         teacher, student, data.splits.train, data.splits.val, test=data.splits.test,

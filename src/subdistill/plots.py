@@ -7,22 +7,43 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from .atomic import atomic_path
 
 
 def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float],
               errors: Sequence[float] | None = None, title: str = "", ylabel: str = "") -> None:
-    """A labelled bar chart saved as PNG (values printed above the bars, optional ± errors)."""
+    """A labelled bar chart saved as PNG (each value under its label, optional ± errors)."""
     figure = Figure(figsize=(1.2 + 1.1 * len(labels), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    bars = axes.bar(range(len(values)), values, yerr=errors, capsize=3, color="#4c72b0")
-    axes.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=8)
-    axes.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    axes.bar(range(len(values)), values, yerr=errors, capsize=3, color="#4c72b0")
+    ticks = [f"{label}\n{value:.3f}" for label, value in zip(labels, values)]
+    axes.set_xticks(range(len(labels)), ticks, rotation=20, ha="right", fontsize=8)
     low = min(values)
     axes.set_ylim(max(0.0, low - 0.1 * (1 - low) - 0.05), 1.0)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")
+
+
+def line_chart(path: str | Path, xs: Sequence[float], series: dict[str, Sequence[tuple[float, float]]],
+               title: str = "", xlabel: str = "", ylabel: str = "") -> None:
+    """One line with ± error bars per series (values given as (mean, std) per x), log x-axis."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, points in series.items():
+        axes.errorbar(xs, [m for m, _ in points], yerr=[s for _, s in points], marker="o",
+                      capsize=3, label=name)
+    axes.set_xscale("log")
+    axes.set_xticks(list(xs), [f"{x:g}" for x in xs])
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(fontsize=7, ncols=2)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")

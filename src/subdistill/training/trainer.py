@@ -362,5 +362,5 @@ def distill(
             "teacher_val_accuracy": result.teacher_val_accuracy,
             "teacher_test_accuracy": result.teacher_test_accuracy,
             "student_parameters": sum(p.numel() for p in student.parameters()),
-            "epochs": cfg.epochs})
+            "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in history)})
     return result

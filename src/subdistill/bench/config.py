@@ -1,0 +1,61 @@
+"""The YAML config of a benchmark grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..config import DataConfig, ModelConfig
+from ..errors import ConfigError
+from ..methods import METHODS, method_class
+from ..training import TrainConfig
+
+
+@dataclass
+class GridConfig:
+    """What varies: methods, subtasks, training fractions rho, seeds, and the λ candidates.
+
+    λ is chosen once per (subtask, layer-wise method) on the validation split of the run at
+    ``selection_rho`` and ``selection_seed``, and reused for every other cell. ``options`` fixes
+    further hyper-parameters per method, e.g. ``{vid: {init_variance: 5.0}}``.
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["subdistill", "kd"])
+    subtasks: list[Union[str, list[Union[int, str]]]] = field(default_factory=lambda: ["confusable"])
+    rhos: list[float] = field(default_factory=lambda: [0.8])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    lambdas: list[float] = field(default_factory=lambda: [100.0])
+    selection_rho: float = 0.8
+    selection_seed: int = 0
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.methods == ["all"]:
+            self.methods = sorted(METHODS)
+        for name in [*self.methods, *self.options]:
+            method_class(name)
+        for key in ("methods", "subtasks", "rhos", "seeds", "lambdas"):
+            if not getattr(self, key):
+                raise ConfigError(f"grid.{key} must not be empty")
+        for name, options in self.options.items():
+            if "lambda" in options:
+                raise ConfigError(f"grid.options.{name}.lambda: λ comes from grid.lambdas")
+
+
+@dataclass
+class BenchConfig:
+    """A grid over one teacher, one student architecture and one dataset. ``data.subtask`` and
+    ``data.rho`` are ignored: the grid sets them per cell."""
+
+    teacher: ModelConfig
+    student: ModelConfig
+    grid: GridConfig = field(default_factory=GridConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pairs: dict[str, str] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out_dir: str = "runs/bench"
+
+    def __post_init__(self) -> None:
+        layerwise = [m for m in self.grid.methods if method_class(m).uses_layers]
+        if layerwise and not self.pairs:
+            raise ConfigError(f"methods {', '.join(layerwise)} need layer pairs: set `pairs`")

@@ -1,0 +1,99 @@
+"""The cells of a benchmark grid and the choice of λ (pure functions, no training)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from ..methods import method_class
+from .config import GridConfig
+
+SubtaskSpec = Any  # a preset name or a list of class indices / names
+
+
+def subtask_label(spec: SubtaskSpec) -> str:
+    """A short, path-safe name of a subtask spec."""
+    return spec if isinstance(spec, str) else "-".join(str(c) for c in spec)
+
+
+def uses_lambda(method: str) -> bool:
+    """Whether ``method`` has a layer weight λ."""
+    return "lambda" in method_class(method).hparams
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid. ``stage`` is ``select`` (a λ candidate) or ``final``."""
+
+    stage: str
+    subtask: SubtaskSpec
+    method: str
+    rho: float
+    seed: int
+    lam: float | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (subtask_label(self.subtask), self.method)
+
+    @property
+    def path(self) -> PurePath:
+        """Run directory of the cell, relative to the grid's output folder."""
+        path = PurePath(self.stage, subtask_label(self.subtask), self.method, f"rho{self.rho:g}",
+                        f"seed{self.seed}")
+        return path / f"lambda{self.lam:g}" if self.stage == "select" else path
+
+    def options(self, grid: GridConfig) -> dict[str, Any]:
+        """The method's options in this cell: the grid's fixed ones and λ."""
+        options = dict(grid.options.get(self.method, {}))
+        if self.lam is not None:
+            options["lambda"] = self.lam
+        return options
+
+
+def selection_cells(grid: GridConfig) -> list[Cell]:
+    """Runs that choose λ: every candidate, for every subtask and layer-wise method, at
+    ``selection_rho`` and ``selection_seed`` (none when there is a single candidate)."""
+    if len(grid.lambdas) < 2:
+        return []
+    return [Cell("select", subtask, method, grid.selection_rho, grid.selection_seed, lam)
+            for subtask in grid.subtasks for method in grid.methods if uses_lambda(method)
+            for lam in grid.lambdas]
+
+
+def choose_lambdas(grid: GridConfig, results: Iterable[tuple[Cell, float]]) -> dict[tuple, float]:
+    """λ per (subtask, method): the candidate with the best validation accuracy (the first
+    candidate of ``grid.lambdas`` among equals); the only candidate when there is one."""
+    chosen: dict[tuple, tuple[float, float]] = {}
+    order = {lam: i for i, lam in enumerate(grid.lambdas)}
+    for cell, val_accuracy in results:
+        best = chosen.get(cell.key)
+        if best is None or (val_accuracy, -order[cell.lam]) > (best[1], -order[best[0]]):
+            chosen[cell.key] = (cell.lam, val_accuracy)
+    lambdas = {key: lam for key, (lam, _) in chosen.items()}
+    for subtask in grid.subtasks:
+        for method in grid.methods:
+            if uses_lambda(method):
+                lambdas.setdefault((subtask_label(subtask), method), grid.lambdas[0])
+    return lambdas
+
+
+def final_cells(grid: GridConfig, lambdas: Mapping[tuple, float]) -> list[Cell]:
+    """Every (subtask, method, rho, seed) run with its chosen λ."""
+    cells = []
+    for subtask in grid.subtasks:
+        for method in grid.methods:
+            lam = lambdas[(subtask_label(subtask), method)] if uses_lambda(method) else None
+            cells += [Cell("final", subtask, method, rho, seed, lam)
+                      for rho in grid.rhos for seed in grid.seeds]
+    return cells
+
+
+def same_run(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
+    """A selection cell that is exactly the run ``cell`` asks for (reused, not rerun)."""
+    for other in candidates:
+        if (other.key, other.rho, other.seed, other.lam) == (cell.key, cell.rho, cell.seed, cell.lam):
+            return other
+    return None

@@ -1,0 +1,64 @@
+"""Summaries of a finished grid: mean ± std tables, bar charts and accuracy-versus-rho plots."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text
+from ..plots import bar_chart, line_chart
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float], dict[str, list[float]]]:
+    """Test accuracies of the final runs grouped by (subtask, rho) and method."""
+    groups: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        groups[(row["subtask"], float(row["rho"]))][row["method"]].append(float(row["test_accuracy"]))
+    return groups
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> str:
+    """Markdown: per subtask and rho, test accuracy mean ± std over seeds for every method
+    (best in bold), the teacher's accuracy on the subtask and the chosen λ."""
+    teacher = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
+    lines = []
+    for (subtask, rho), methods in sorted(aggregate(rows).items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        stats = {m: _mean_std(v) for m, v in methods.items()}
+        best = max(stats, key=lambda m: stats[m][0])
+        lines += [f"### {subtask}, rho = {rho:g}", "",
+                  f"teacher on the subtask: {float(teacher[subtask]):.4f}", "",
+                  "| method | λ | test accuracy (mean ± std) | runs |", "|---|---:|---:|---:|"]
+        for method, (mean, std) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
+            lam = lambdas.get((subtask, method))
+            cell = f"{mean:.4f} ± {std:.4f}"
+            cell = f"**{cell}**" if method == best else cell
+            lines.append(f"| {method} | {'' if lam is None else f'{lam:g}'} | {cell} | "
+                         f"{len(methods[method])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> None:
+    """Write ``summary.md``, a bar chart per subtask (largest rho) and an accuracy-versus-rho
+    plot per subtask into ``out``."""
+    write_text(out / "summary.md", "# Benchmark summary\n\n" + format_report(rows, lambdas))
+    groups = aggregate(rows)
+    for subtask in sorted({s for s, _ in groups}):
+        rhos = sorted(r for s, r in groups if s == subtask)
+        top = groups[(subtask, rhos[-1])]
+        methods = sorted(top)
+        stats = [_mean_std(top[m]) for m in methods]
+        bar_chart(out / f"{subtask}_bars.png", methods, [m for m, _ in stats],
+                  errors=[s for _, s in stats], title=f"{subtask}, rho = {rhos[-1]:g}",
+                  ylabel="test accuracy")
+        series = {m: [_mean_std(groups[(subtask, r)][m]) for r in rhos] for m in methods
+                  if all(m in groups[(subtask, r)] for r in rhos)}
+        line_chart(out / f"{subtask}_rho.png", rhos, series, title=subtask,
+                   xlabel="training fraction rho", ylabel="test accuracy")

@@ -1,0 +1,90 @@
+"""Running a grid: every cell once, skipping finished cells and resuming interrupted ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..atomic import atomic_path, write_text
+from ..config import DistillConfig, to_dict
+from ..errors import ConfigError
+from ..experiment import load_full_data, run_distill
+from ..training.checkpoint import config_hash
+from ..training.trainer import RESUMABLE_CHANGES
+from .config import BenchConfig
+from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells, subtask_label
+from .report import write_report
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
+           "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "student_parameters",
+           "seconds", "run_dir"]
+
+
+def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
+    """The distillation config of one cell."""
+    return DistillConfig(
+        teacher=config.teacher, student=config.student,
+        data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
+        method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
+        train=replace(config.train, seed=cell.seed), run_dir=str(out / cell.path))
+
+
+def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]:
+    """Run (or resume, or skip when finished) one cell; its row for ``results.csv``."""
+    distill_config = cell_config(config, cell, out)
+    run_dir = Path(distill_config.run_dir)
+    record = to_dict(distill_config)
+    fingerprint = config_hash({**record, "train": {
+        k: v for k, v in record["train"].items() if k not in RESUMABLE_CHANGES}})
+    stamp = run_dir / "cell.json"
+    if stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
+        raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "
+                          "Use another out_dir (or delete that folder) to run the new grid")
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        write_text(stamp, json.dumps({"config_hash": fingerprint}) + "\n")
+        log.info("running %s", cell.path)
+        run_distill(distill_config, resume=True, full=full)
+    summary = json.loads(summary_file.read_text())
+    return {"stage": cell.stage, "subtask": subtask_label(cell.subtask), "method": cell.method,
+            "rho": cell.rho, "seed": cell.seed, "lambda": cell.lam, "run_dir": str(cell.path),
+            **{k: summary[k] for k in COLUMNS if k in summary}}
+
+
+def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
+    """Run the whole grid: λ selection on validation, then every final cell. Writes
+    ``results.csv`` (one row per run) and the report (``summary.md``, plots) into
+    ``config.out_dir``; returns the rows."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    full = load_full_data(config.data)
+    selection = selection_cells(config.grid)
+    rows = [run_cell(config, cell, out, full) for cell in selection]
+    lambdas = choose_lambdas(config.grid, [(cell, row["best_val_accuracy"])
+                                           for cell, row in zip(selection, rows)])
+    for cell in final_cells(config.grid, lambdas):
+        reused = same_run(cell, selection)
+        if reused is not None:
+            row = dict(rows[selection.index(reused)], stage="final")
+        else:
+            row = run_cell(config, cell, out, full)
+        rows.append(row)
+    _write_rows(out / "results.csv", rows)
+    write_report(out, [r for r in rows if r["stage"] == "final"], lambdas)
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,79 @@
+import csv
+import json
+
+import pytest
+import yaml
+
+from subdistill.cli import main
+from subdistill.models import create_model, save_weights
+
+TEACHER_ARGS = {"depth": 8, "widths": [8, 16, 16]}
+
+
+@pytest.fixture
+def bench_file(tmp_path):
+    weights = tmp_path / "teacher.safetensors"
+    save_weights(create_model("cifar_resnet", 10, 1, **TEACHER_ARGS), weights)
+    config = {
+        "teacher": {"name": "cifar_resnet", "args": TEACHER_ARGS, "weights": str(weights)},
+        "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 8, 8]}},
+        "data": {"dataset": "digits"},
+        "pairs": {"layer3": "layer3"},
+        "train": {"epochs": 1, "batch_size": 64, "progress": False},
+        "grid": {"methods": ["subdistill", "kd"], "subtasks": ["confusable"], "rhos": [0.8, 0.2],
+                 "seeds": [0, 1], "lambdas": [1.0, 10.0]},
+        "out_dir": str(tmp_path / "bench"),
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _rows(out):
+    with open(out / "results.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _stamps(out):
+    return {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")}
+
+
+def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
+    out = bench_file.parent / "bench"
+    assert main(["bench", str(bench_file)]) == 0
+    rows = _rows(out)
+    select = [r for r in rows if r["stage"] == "select"]
+    final = [r for r in rows if r["stage"] == "final"]
+    assert len(select) == 2 and len(final) == 2 * 2 * 2
+    assert {r["lambda"] for r in final if r["method"] == "kd"} == {""}
+    chosen = {r["lambda"] for r in final if r["method"] == "subdistill"}
+    assert len(chosen) == 1
+    best = max(select, key=lambda r: (float(r["best_val_accuracy"]), -float(r["lambda"])))
+    assert chosen == {best["lambda"]}
+    assert all(0 <= float(r["test_accuracy"]) <= 1 for r in rows)
+    summary = (out / "summary.md").read_text()
+    assert "confusable, rho = 0.8" in summary and "confusable, rho = 0.2" in summary
+    assert "**" in summary and "teacher on the subtask" in summary
+    for name in ("confusable_bars.png", "confusable_rho.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert len(list(out.rglob("summary.json"))) == 2 + 8 - 1  # one final run reuses a selection run
+
+    # an interrupted grid: one cell lost its summary (it was killed mid-run); a rerun trains only it
+    before = _stamps(out)
+    lost = out / "final" / "confusable" / "kd" / "rho0.2" / "seed1" / "summary.json"
+    lost.unlink()
+    assert main(["bench", str(bench_file)]) == 0
+    after = _stamps(out)
+    assert lost in after
+    assert {p: t for p, t in after.items() if p != lost} == {p: t for p, t in before.items() if p != lost}
+    assert _rows(out) == rows
+
+
+def test_changed_grid_settings_are_refused(bench_file, capsys):
+    assert main(["bench", str(bench_file)]) == 0
+    capsys.readouterr()
+    config = yaml.safe_load(bench_file.read_text())
+    config["train"]["lr"] = 0.5
+    bench_file.write_text(yaml.safe_dump(config))
+    assert main(["bench", str(bench_file)]) == 2
+    assert "other settings" in capsys.readouterr().err
