@@ -40,6 +40,7 @@ def test_defaults_and_types():
     (lambda r: r.update(train={"epochs": "ten"}), "config.train.epochs: expected int"),
     (lambda r: r.update(train={"epochs": True}), "expected int"),
     (lambda r: r.update(train={"epochs": 0}), "train.epochs must be positive"),
+    (lambda r: r.update(train={"seed": -1}), "train.seed must be in"),
     (lambda r: r["teacher"].pop("name"), "missing required key 'name'"),
     (lambda r: r.update(pairs=["layer1"]), "expected a mapping"),
     (lambda r: r.update(method={"lambda": 3}), "method.name is required"),

@@ -65,6 +65,8 @@ class TrainConfig:
         for name in ("weight_decay", "momentum", "num_workers"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"train.{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"train.seed must be in [0, 2**32), got {self.seed}")
         check_device(self.device)
 
 
