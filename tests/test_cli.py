@@ -81,3 +81,17 @@ def test_help_for_every_command(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_multi_line_messages_are_printed_on_one_line(tmp_path, capsys):
+    weights = tmp_path / "other.safetensors"
+    save_weights(create_model("cifar_resnet", 10, 1, depth=8, widths=[4, 8, 8]), weights)
+    config = {"teacher": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [8, 16, 16]},
+                          "weights": str(weights)},
+              "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 8, 8]}},
+              "data": {"dataset": "digits"}, "pairs": {"layer3": "layer3"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "shape" in err

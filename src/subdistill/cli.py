@@ -183,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SubdistillError as err:
         if args.verbose:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines)}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
