@@ -1,0 +1,163 @@
+"""LRP-ready forms of supported architectures (zennit canonizers).
+
+Canonizing merges every BatchNorm into the conv/linear layer that feeds it and turns residual
+additions and global pooling into modules that LRP rules can see. Supported: our
+:class:`CifarResNet` and :class:`MobileStudent`, torchvision ResNets (zennit's
+``ResNetCanonizer``) and VGGs, and plain ``nn.Sequential`` stacks of standard layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import VGG, ResNet
+from zennit.canonizers import (
+    AttributeCanonizer,
+    Canonizer,
+    CompositeCanonizer,
+    NamedMergeBatchNorm,
+    SequentialMergeBatchNorm,
+)
+from zennit.layer import Sum
+from zennit.torchvision import ResNetCanonizer
+from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
+
+from subdistill.explain.errors import ExplainError
+from subdistill.frozen import frozen
+from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
+from subdistill.models.mobile import InvertedResidual, MobileStudent
+
+__all__ = ["canonized", "canonizer_for", "check_same_outputs", "conv_bn_pairs"]
+
+_SEQUENTIAL_LEAVES = (Linear, BatchNorm, Activation, AvgPool, MaxPool, nn.Flatten, nn.Dropout,
+                      nn.Identity)
+
+
+def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[tuple[str], str]]:
+    """``((linear name,), batch-norm name)`` for every BatchNorm whose input is exactly the output
+    of a conv/linear module, found by tracing one forward pass of ``example[:1]`` (eval mode)."""
+    producers: dict[int, tuple[Tensor, str]] = {}
+    pairs: list[tuple[tuple[str], str]] = []
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            producers[id(output)] = (output, name)  # keeps the tensor alive: ids stay unique
+        return hook
+
+    def match(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            tensor, producer = producers.get(id(inputs[0]), (None, ""))
+            if tensor is inputs[0]:
+                pairs.append(((producer,), name))
+        return hook
+
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, Linear):
+            handles.append(module.register_forward_hook(record(name)))
+        elif isinstance(module, BatchNorm):
+            handles.append(module.register_forward_pre_hook(match(name)))
+    try:
+        with frozen(model), torch.no_grad():
+            model(example[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return pairs
+
+
+def _basic_block_forward(self: BasicBlock, x: Tensor) -> Tensor:
+    out = F.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    shortcut = x if self.downsample is None else self.downsample(x)
+    return F.relu(self.canonizer_sum(torch.stack([shortcut, out], dim=-1)))
+
+
+def _inverted_residual_forward(self: InvertedResidual, x: Tensor) -> Tensor:
+    out = self.project(self.depthwise(self.expand(x)))
+    return self.canonizer_sum(torch.stack([x, out], dim=-1)) if self.residual else out
+
+
+def _cifar_resnet_forward(self: CifarResNet, x: Tensor) -> Tensor:
+    x = F.relu(self.bn1(self.conv1(x)))
+    for index in range(1, self.num_stages + 1):
+        x = getattr(self, f"layer{index}")(x)
+    return self.fc(torch.flatten(self.canonizer_pool(x), 1))
+
+
+def _mobile_student_forward(self: MobileStudent, x: Tensor) -> Tensor:
+    return self.fc(torch.flatten(self.canonizer_pool(self.stages(self.stem(x))), 1))
+
+
+# Exact type -> (LRP-ready forward, extra modules it uses); subclasses may change forward.
+_Forward = tuple[Callable[..., Tensor], dict[str, Callable[[], nn.Module]]]
+_FORWARDS: dict[type[nn.Module], _Forward] = {
+    BasicBlock: (_basic_block_forward, {"canonizer_sum": Sum}),
+    InvertedResidual: (_inverted_residual_forward, {"canonizer_sum": Sum}),
+    CifarResNet: (_cifar_resnet_forward, {"canonizer_pool": lambda: nn.AdaptiveAvgPool2d(1)}),
+    MobileStudent: (_mobile_student_forward, {"canonizer_pool": lambda: nn.AdaptiveAvgPool2d(1)}),
+}
+
+
+def _forward_attributes(name: str, module: nn.Module) -> dict[str, object] | None:
+    entry = _FORWARDS.get(type(module))
+    if entry is None:
+        return None
+    forward, modules = entry
+    return {"forward": forward.__get__(module), **{key: make() for key, make in modules.items()}}
+
+
+def _is_plain_sequential(model: nn.Module) -> bool:
+    """Nested ``nn.Sequential`` containers of standard layers only (no custom forward)."""
+    return isinstance(model, nn.Sequential) and all(
+        isinstance(m, _SEQUENTIAL_LEAVES) or type(m) is nn.Sequential for m in model.modules()
+    )
+
+
+def canonizer_for(model: nn.Module, example: Tensor) -> Canonizer:
+    """The zennit canonizer of ``model``'s architecture; ``example`` is an input batch (traced
+    to pair convs with BatchNorms). Raises ExplainError for an unsupported architecture."""
+    if isinstance(model, ResNet):
+        return ResNetCanonizer()
+    if isinstance(model, VGG):
+        return SequentialMergeBatchNorm()
+    if type(model) in (CifarResNet, MobileStudent):
+        return CompositeCanonizer([
+            NamedMergeBatchNorm(conv_bn_pairs(model, example)),
+            AttributeCanonizer(_forward_attributes),
+        ])
+    if _is_plain_sequential(model):
+        return SequentialMergeBatchNorm()
+    raise ExplainError(
+        f"LRP cannot canonize a {type(model).__name__}: supported are CifarResNet, MobileStudent, "
+        "torchvision ResNet and VGG, and nn.Sequential stacks of standard layers. "
+        "Use method 'ig' or 'svs' for other architectures."
+    )
+
+
+def check_same_outputs(original: Tensor, canonized: Tensor, model: nn.Module) -> None:
+    """Raise ExplainError unless canonizing kept the outputs (to 1e-4 of their largest value)."""
+    scale = original.abs().max().clamp_min(1.0)
+    error = (canonized - original).abs().max()
+    if not bool(error <= 1e-4 * scale):
+        raise ExplainError(
+            f"canonizing the {type(model).__name__} changed its outputs by up to "
+            f"{float(error):.3g}; its layers do not follow the supported conv -> BatchNorm / "
+            "residual layout."
+        )
+
+
+@contextmanager
+def canonized(model: nn.Module, example: Tensor) -> Iterator[nn.Module]:
+    """``model`` in eval mode with its canonizer applied; everything is restored on exit."""
+    with frozen(model):
+        handles = canonizer_for(model, example).apply(model)
+        try:
+            yield model
+        finally:
+            for handle in reversed(handles):
+                handle.remove()

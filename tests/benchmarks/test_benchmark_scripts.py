@@ -1,0 +1,79 @@
+"""Smoke tests of the benchmark scripts on tiny sizes: output fields and basis agreement.
+
+No timing is asserted: these only check that the comparisons are computed correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import step_time  # noqa: E402
+import subspace_fit  # noqa: E402
+
+MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
+
+
+def test_subspace_fit_bases_agree_across_approaches(tmp_path):
+    out = tmp_path / "fit.json"
+    result = subspace_fit.main([64], teacher="resnet8", repeats=1, batch_size=32, threads=1,
+                               in_process=True, out=out, verbose=False)
+    saved = json.loads(out.read_text())
+    assert saved["summary"] == json.loads(json.dumps(result["summary"]))
+    assert MACHINE_FIELDS <= set(saved["machine"])
+    assert {s["approach"] for s in saved["summary"]} == set(subspace_fit.APPROACHES)
+    for row in saved["summary"]:
+        assert row["n"] == 64 and row["seconds_median"] > 0
+        assert row["peak_rss_growth_mb_median"] is not None
+    assert {a["approach"] for a in saved["agreement"]} == {"per_layer", "store_all",
+                                                            "per_layer_ref"}
+    for entry in saved["agreement"]:
+        assert set(entry["layers"]) == set(saved["config"]["layers"])
+        for layer in entry["layers"].values():
+            assert layer["max_abs_u_diff"] < 1e-8
+            assert layer["projector_max_abs_diff"] < 1e-8
+            assert layer["eigenvalue_max_rel_diff"] < 1e-8
+    assert "| stream | 64 |" in subspace_fit.format_table(saved)
+
+
+def test_subspace_fit_worker_runs_in_a_subprocess(tmp_path):
+    spec = dict(approach="stream", n=16, teacher_name="resnet8", batch_size=16, threads=1,
+                save_bases=str(tmp_path / "b.pt"))
+    row = subspace_fit._worker(spec, in_process=False)
+    assert row["approach"] == "stream" and row["n"] == 16
+    assert row["seconds"] > 0 and row["peak_rss_growth_mb"] is not None
+    assert (tmp_path / "b.pt").is_file()
+
+
+def test_compare_bases_is_sign_invariant():
+    import torch
+    u = torch.linalg.qr(torch.randn(6, 3, dtype=torch.float64))[0]
+    ref = {"l": {"U": u, "eigenvalues": torch.arange(6.0), "energy": 1.0}}
+    flipped = {"l": {"U": u * torch.tensor([1.0, -1.0, 1.0]), "eigenvalues": torch.arange(6.0),
+                     "energy": 1.0}}
+    diff = subspace_fit.compare_bases(ref, flipped)["l"]
+    assert diff["max_abs_u_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert diff["projector_max_abs_diff"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_step_time_reports_every_method(tmp_path):
+    out = tmp_path / "step.json"
+    step_time.main(teacher="resnet20", batch_size=8, rounds=1, steps_per_round=3, warmup=1,
+                   fit_images=16, threads=1, profile=False, breakdown_repeats=2, out=out,
+                   verbose=False)
+    saved = json.loads(out.read_text())
+    assert MACHINE_FIELDS <= set(saved["machine"])
+    assert set(saved["summary"]) == set(step_time.METHODS)
+    for label, row in saved["summary"].items():
+        assert row["steps"] == 3 and row["ms_median"] > 0
+        assert len(saved["times_ms"][label]) == 3
+    assert saved["summary"]["kd"]["ratio_to_kd"] == pytest.approx(1.0)
+    parts = saved["subdistill_breakdown"]["ms_per_step"]
+    assert any(name.startswith("orthogonal") for name in parts)
+    assert len(saved["subdistill_breakdown"]["shapes"]) == 3
