@@ -61,6 +61,16 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(f"{len(rows)} runs; results in {config.out_dir}/results.csv and summary.md")
 
 
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .explain.run import ExplainConfig, run_explain
+
+    config = load_config(args.config, args.overrides, cls=ExplainConfig)
+    run_explain(config)
+    print((Path(config.out_dir) / "summary.md").read_text())
+    print(f"heatmaps, per_image.csv and summary.md written to {config.out_dir}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
     from .errors import ConfigError
@@ -133,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "rho x seeds (resumable: finished runs are skipped)")
     _add_config(p)
     p.set_defaults(func=_cmd_bench)
+
+    p = commands.add_parser("explain", epilog=EPILOG, help="compare teacher and student "
+                            "explanations (LRP, IG, Shapley): heatmaps, similarity, flipping")
+    _add_config(p)
+    p.set_defaults(func=_cmd_explain)
 
     p = commands.add_parser("check", epilog=EPILOG, help="validate a config without training: "
                             "data, subtask, models, weights, layer pairs, method options")

@@ -1,0 +1,63 @@
+import math
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from subdistill.cli import main
+from subdistill.explain.analysis import TEACHER, agreement_rows, shared_scale_auc, summarize
+from subdistill.models import create_model, save_weights
+
+
+class PatchReader(nn.Module):
+    """Two-class linear model on 4×4 single-channel images whose evidence is pixel (0, 0)."""
+
+    def forward(self, x):
+        evidence = x[:, 0, 0, 0] * 3.0 + x[:, 0].mean(dim=(1, 2)) * 0.1
+        return torch.stack([evidence, -evidence], dim=1)
+
+
+def test_shared_scale_auc():
+    gaps = torch.tensor([[2.0, 1.0, 0.0], [0.1, 0.1, 0.1], [-1.0, 0.0, 0.0]])
+    auc = shared_scale_auc(gaps)
+    base = (2.0 + 0.1) / 2
+    assert auc[0].item() == pytest.approx(1.0 / base) and auc[1].item() == pytest.approx(0.1 / base)
+    assert math.isnan(auc[2].item())
+
+
+def test_agreement_rows_of_identical_models():
+    torch.manual_seed(0)
+    images = torch.rand(3, 1, 4, 4) + 0.5
+    labels = torch.zeros(3, dtype=torch.long)
+    model = PatchReader()
+    maps = {TEACHER: torch.rand(3, 4, 4), "same": None}
+    maps["same"] = maps[TEACHER].clone()
+    rows = agreement_rows({TEACHER: model, "same": model}, maps, images, labels, "test", patch=1)
+    same = [r for r in rows if r["model"] == "same"]
+    assert all(r["pearson"] == pytest.approx(1.0) and r["cosine"] == pytest.approx(1.0) for r in same)
+    assert all(r["auc_own_order"] == pytest.approx(r["auc_teacher_order"]) for r in same)
+    summary = summarize(rows)
+    assert {s["model"] for s in summary} == {TEACHER, "same"}
+    assert all(s["pearson_n"] == 3 for s in summary)
+
+
+def test_explain_command_writes_figures_and_tables(tmp_path, capsys):
+    teacher_args, student_args = {"depth": 8, "widths": [8, 16, 16]}, {"depth": 8, "widths": [4, 8, 8]}
+    save_weights(create_model("cifar_resnet", 10, 1, **teacher_args), tmp_path / "t.safetensors")
+    save_weights(create_model("cifar_resnet", 4, 1, **student_args), tmp_path / "s.safetensors")
+    config = {"teacher": {"name": "cifar_resnet", "args": teacher_args,
+                          "weights": str(tmp_path / "t.safetensors")},
+              "student": {"name": "cifar_resnet", "args": student_args},
+              "students": {"random": str(tmp_path / "s.safetensors")},
+              "data": {"dataset": "digits", "subtask": "confusable"},
+              "attributions": ["lrp", "ig"], "images": 3, "out_dir": str(tmp_path / "out")}
+    path = tmp_path / "explain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["explain", str(path)]) == 0
+    out = tmp_path / "out"
+    for name in ("heatmaps_lrp.png", "heatmaps_ig.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    text = (out / "summary.md").read_text()
+    assert "| lrp | teacher | 1.000 ± 0.000 | 1.000 ± 0.000" in text and "| ig | random |" in text
+    assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 2 * 2 * 3
