@@ -4,6 +4,7 @@ import pytest
 
 from subdistill.bench import BenchConfig
 from subdistill.config import DistillConfig, apply_overrides, from_mapping, load_config
+from subdistill.explain.run import ExplainConfig
 from subdistill.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -19,6 +20,10 @@ def test_shipped_configs_are_valid():
         if path.name.startswith("bench-"):
             config = load_config(path, cls=BenchConfig)
             assert "subdistill" in config.grid.methods
+        elif path.name.startswith("explain-"):
+            config = load_config(path, cls=ExplainConfig)
+            assert "subdistill" in config.students
+            continue
         else:
             config = load_config(path)
             assert config.method["name"] == "subdistill"
