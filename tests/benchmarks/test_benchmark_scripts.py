@@ -20,6 +20,16 @@ import subspace_fit  # noqa: E402
 MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The scripts set torch's thread count for timing; later tests must not inherit it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_subspace_fit_bases_agree_across_approaches(tmp_path):
     out = tmp_path / "fit.json"
     result = subspace_fit.main([64], teacher="resnet8", repeats=1, batch_size=32, threads=1,

@@ -40,13 +40,18 @@ def _metrics(run):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+def _command(config_file, run_dir, *extra):
+    """The CLI in a fresh process: every run starts from the same interpreter state."""
+    return [sys.executable, "-m", "subdistill", "distill", str(config_file), "--set",
+            f"run_dir={run_dir}", *extra]
+
+
 def test_killed_run_resumes_to_identical_weights(config_file, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert main(["distill", str(config_file), "--set", f"run_dir={straight}"]) == 0
+    subprocess.run(_command(config_file, straight), check=True, capture_output=True)
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "subdistill", "distill", str(config_file), "--set", f"run_dir={killed}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_command(config_file, killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while len(_metrics(killed)) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -55,7 +60,7 @@ def test_killed_run_resumes_to_identical_weights(config_file, tmp_path):
     done = len(_metrics(killed))
     assert 2 <= done < EPOCHS, "the run must be killed part-way"
 
-    assert main(["distill", str(config_file), "--set", f"run_dir={killed}", "--resume"]) == 0
+    subprocess.run(_command(config_file, killed, "--resume"), check=True, capture_output=True)
     assert _metrics(killed) == _metrics(straight)
     for name in ("model_last.safetensors", "model_best.safetensors"):
         a, b = load_file(str(straight / name)), load_file(str(killed / name))
