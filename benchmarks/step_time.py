@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from subspace_fit import RESULTS, machine_info  # noqa: E402
+from subspace_fit import RESULTS, machine_info, report  # noqa: E402
 
 from subdistill.frozen import frozen  # noqa: E402
 from subdistill.losses import subspace_loss  # noqa: E402
@@ -234,12 +233,7 @@ def main(*, teacher: str = "resnet8x4", student: str = "resnet8", batch_size: in
             result["profile_subdistill_top_ops"] = runners["subdistill"].profile()
             if "kd" in runners:
                 result["profile_kd_top_ops"] = runners["kd"].profile(top=10)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    if verbose:
-        print(format_table(result))
-    return result
+    return report(result, out, verbose, format_table)
 
 
 def format_table(result: dict) -> str:

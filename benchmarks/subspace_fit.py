@@ -298,11 +298,16 @@ def main(sizes=(1000, 10000, 50000), approaches=APPROACHES, *, teacher: str = "r
                    "isolation": "in-process" if in_process else "one subprocess per run"},
         "runs": runs, "summary": summary, "speedup": speedups, "agreement": agreement,
     }
+    return report(result, out, verbose, format_table)
+
+
+def report(result: dict, out: str | Path | None, verbose: bool, formatter) -> dict:
+    """Write ``result`` as JSON to ``out`` (if given), print its table, return it."""
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2) + "\n")
     if verbose:
-        print(format_table(result))
+        print(formatter(result))
     return result
 
 
