@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +30,7 @@ def environment() -> dict[str, str]:
 
 class RunDirectory:
     """Files of one run: ``config.yaml``, ``metrics.jsonl``, ``model_best.safetensors``,
-    ``model_last.safetensors`` and ``summary.json`` (every write is atomic or an fsynced
-    append)."""
+    ``model_last.safetensors`` and ``summary.json``, every one written atomically."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -44,11 +42,11 @@ class RunDirectory:
         write_text(self.path / "config.yaml", yaml.safe_dump(record, sort_keys=False))
 
     def log_metrics(self, row: Mapping[str, Any]) -> None:
-        """Append one JSON line to ``metrics.jsonl``."""
-        with open(self.path / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Add one JSON line to ``metrics.jsonl`` (the file is rewritten atomically, so a kill
+        never leaves a half-written line)."""
+        path = self.path / "metrics.jsonl"
+        previous = path.read_text() if path.is_file() else ""
+        write_text(path, previous + json.dumps(row) + "\n")
 
     def rewrite_metrics(self, rows: list[Mapping[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` by ``rows`` (when resuming from a checkpoint)."""
