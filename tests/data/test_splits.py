@@ -102,3 +102,12 @@ def test_split_items_are_the_base_items(digits, subtask):
     image, label = splits.val[0]
     base_image, base_label = digits[0][int(splits.val.indices[0])]
     assert torch.equal(image, base_image) and label == subtask.label_map[base_label]
+
+
+def test_fractions_that_leave_a_class_empty_are_refused():
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    subtask = Subtask.resolve("confusable", train.classes, "digits")
+    with pytest.raises(ConfigError, match="no training image"):
+        make_splits(train, test, subtask, rho=0.002)
+    with pytest.raises(ConfigError, match="no validation image"):
+        make_splits(train, test, subtask, val_fraction=0.001)

@@ -56,6 +56,12 @@ def make_splits(
         shuffled = np.random.default_rng([seed, c]).permutation(members)
         n_val = int(val_fraction * len(members) + 0.5)
         n_train = len(members) - n_val if take_rest else int(rho * len(members) + 0.5)
+        if n_val == 0 or n_train == 0:
+            empty = "validation" if n_val == 0 else "training"
+            raise ConfigError(
+                f"class {train_full.classes[c]!r} has {len(members)} training images: "
+                f"val_fraction={val_fraction:g} and rho={rho:g} leave it no {empty} image; "
+                "use larger fractions")
         val_idx.append(shuffled[:n_val])
         train_idx.append(shuffled[n_val:n_val + n_train])
     test_idx = np.flatnonzero(np.isin(test_full.targets, subtask.classes))
