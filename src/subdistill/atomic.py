@@ -6,11 +6,13 @@ truncated mix.
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -35,6 +37,16 @@ def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] | None = None) -> None:
+    """Write ``rows`` as CSV with a header, atomically; ``columns`` defaults to the first
+    row's keys (other keys are left out)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns or rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _umask() -> int:

@@ -6,7 +6,6 @@ dependency; CIFAR-10 and Fashion-MNIST are read from a local data root.
 
 from __future__ import annotations
 
-import csv
 import shutil
 import statistics
 import time
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, write_text
+from .atomic import write_csv, write_text
 from .data import load_dataset, make_splits
 from .models import count_parameters, create_model
 from .plots import bar_chart
@@ -143,10 +142,7 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], header: str, title: st
     table = format_table(rows)
     print(f"\n{header}\n\n{table}\n")
     write_text(out / "results.md", f"{header}\n\n{table}\n")
-    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "results.csv", rows)
     labels = [r["model"] if r["method"] == "-" else r["method"] for r in rows]
     bar_chart(out / "results.png", labels, [r["test_accuracy"] for r in rows],
               errors=[r["std"] for r in rows], title=title, ylabel="test accuracy")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import replace
@@ -11,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..atomic import atomic_path, write_text
+from ..atomic import write_csv, write_text
 from ..config import DistillConfig, to_dict
 from ..errors import ConfigError
 from ..experiment import load_full_data, run_distill
@@ -78,13 +77,6 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
         else:
             row = run_cell(config, cell, out, full)
         rows.append(row)
-    _write_rows(out / "results.csv", rows)
+    write_csv(out / "results.csv", rows, COLUMNS)
     write_report(out, [r for r in rows if r["stage"] == "final"], lambdas)
     return rows
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)

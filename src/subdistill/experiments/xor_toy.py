@@ -17,7 +17,6 @@ is ±w_j) keeps it. This holds for all three tasks and every seed tried (0–9).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -26,6 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from ..atomic import write_csv
 from ..subspace import relevant_basis
 
 TASKS: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
@@ -114,13 +114,6 @@ def format_table(rows: Sequence[Row], task: int) -> str:
     return "\n".join(lines)
 
 
-def write_csv(rows: Sequence[Row], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(Row._fields)
-        writer.writerows((r.method, r.k, r.task, f"{r.auroc:.6f}") for r in rows)
-
-
 def plot(rows: Sequence[Row], path: Path) -> None:
     """AUROC vs k per method, one panel per task (Agg canvas, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -158,7 +151,7 @@ def run_xor_toy(task: int | None = None, seed: int = 0,
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, out / "xor_toy.csv")
+        write_csv(out / "xor_toy.csv", [r._asdict() for r in rows])
         plot(rows, out / "xor_toy.png")
     return rows
 

@@ -3,7 +3,6 @@ agreement metrics per image (CSV), a summary per model (Markdown) and a figure p
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path, write_text
+from ..atomic import write_csv, write_text
 from ..config import DataConfig, ModelConfig
 from ..errors import ConfigError
 from ..experiment import build_model, load_task_data
@@ -75,7 +74,7 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
         rows += agreement_rows(models, maps, images, labels, method, top_k=config.top_k)
         heatmap_grid(out / f"heatmaps_{method}.png", images, maps, test.mean, test.std,
                      title=f"{method}: {data.subtask.name}")
-    _write_csv(out / "per_image.csv", rows)
+    write_csv(out / "per_image.csv", rows)
     summary = summarize(rows)
     write_text(out / "summary.md", format_summary(summary, len(picked)))
     return summary
@@ -94,10 +93,3 @@ def format_summary(summary: list[dict[str, Any]], images: int) -> str:
                  for m in SUMMARY_METRICS]
         lines.append(f"| {entry['attribution']} | {entry['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
