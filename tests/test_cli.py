@@ -95,3 +95,23 @@ def test_multi_line_messages_are_printed_on_one_line(tmp_path, capsys):
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "shape" in err
+
+
+def test_train_teacher_trains_all_classes_and_resumes(tmp_path, capsys):
+    config = {"model": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [8, 16, 16]}},
+              "data": {"dataset": "digits"},
+              "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "progress": False},
+              "run_dir": str(tmp_path / "teacher")}
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train-teacher", str(path)]) == 0
+    run = tmp_path / "teacher"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+    model = create_model("cifar_resnet", 10, 1, depth=8, widths=[8, 16, 16],
+                         weights=run / "model_best.safetensors")  # loads strictly
+    assert model.fc.out_features == 10
+    stamp = (run / "model_best.safetensors").stat().st_mtime_ns
+    assert main(["train-teacher", str(path), "--resume"]) == 0  # finished: nothing retrained
+    assert (run / "model_best.safetensors").stat().st_mtime_ns == stamp
+    assert "teacher weights" in capsys.readouterr().out

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from subdistill.bench import BenchConfig
-from subdistill.config import DistillConfig, apply_overrides, from_mapping, load_config
+from subdistill.config import (
+    DistillConfig,
+    TeacherConfig,
+    apply_overrides,
+    from_mapping,
+    load_config,
+)
 from subdistill.explain.run import ExplainConfig
 from subdistill.errors import ConfigError
 
@@ -20,6 +26,9 @@ def test_shipped_configs_are_valid():
         if path.name.startswith("bench-"):
             config = load_config(path, cls=BenchConfig)
             assert "subdistill" in config.grid.methods
+        elif path.name.startswith("teacher-"):
+            assert load_config(path, cls=TeacherConfig).model.name
+            continue
         elif path.name.startswith("explain-"):
             config = load_config(path, cls=ExplainConfig)
             assert "subdistill" in config.students

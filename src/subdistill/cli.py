@@ -30,6 +30,17 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     print(f"run directory: {result.run_dir}")
 
 
+def _cmd_train_teacher(args: argparse.Namespace) -> None:
+    from .config import TeacherConfig, load_config
+    from .experiment import run_train_teacher
+
+    result = run_train_teacher(load_config(args.config, args.overrides, cls=TeacherConfig),
+                               resume=args.resume)
+    print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
+          f"test accuracy {result.test_accuracy:.4f}")
+    print(f"teacher weights: {result.run_dir}/model_best.safetensors")
+
+
 def _cmd_fit_subspace(args: argparse.Namespace) -> None:
     from .config import load_config
     from .experiment import run_fit_subspaces
@@ -133,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the run directory's checkpoint (same config required)")
     p.set_defaults(func=_cmd_distill)
+
+    p = commands.add_parser("train-teacher", epilog=EPILOG,
+                            help="train a teacher on every class of a dataset (cross-entropy)")
+    _add_config(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's checkpoint (same config required)")
+    p.set_defaults(func=_cmd_train_teacher)
 
     p = commands.add_parser("fit-subspace", epilog=EPILOG,
                             help="estimate and save the relevant subspaces of the teacher layers")

@@ -64,6 +64,17 @@ class DistillConfig:
         return {k: v for k, v in self.method.items() if k != "name"}
 
 
+@dataclass
+class TeacherConfig:
+    """Training a teacher on every class of a dataset (``data.subtask`` and ``data.rho`` are
+    not used: validation is ``data.val_fraction`` of the training images, training the rest)."""
+
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/teacher"
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 

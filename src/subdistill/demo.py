@@ -16,6 +16,7 @@ from typing import Any
 
 from .atomic import write_csv, write_text
 from .data import load_dataset, make_splits
+from .experiment import train_classifier
 from .models import count_parameters, create_model
 from .plots import bar_chart
 from .subtask import Subtask, restrict_teacher
@@ -86,13 +87,10 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
                            lr=setting.lr, augment=setting.augment, schedule="cosine", seed=seed,
                            progress=progress)
 
-    every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
-    teacher_splits = make_splits(train_full, test_full, every_class, seed=seeds[0])
     seed_everything(seeds[0])
     teacher = create_model("cifar_resnet", len(train_full.classes), channels, **setting.teacher_args)
-    taught = distill(None, teacher, teacher_splits.train, teacher_splits.val, method="student-only",
-                     test=teacher_splits.test, run_dir=out / "teacher",
-                     config=schedule(setting.teacher_epochs, seeds[0]))
+    taught = train_classifier(teacher, train_full, test_full,
+                              schedule(setting.teacher_epochs, seeds[0]), run_dir=out / "teacher")
 
     subtask = Subtask.resolve(setting.subtask, train_full.classes, train_full.family)
     restricted = restrict_teacher(taught.student, subtask)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import DataConfig, DistillConfig, ModelConfig, to_dict
+from .config import DataConfig, DistillConfig, ModelConfig, TeacherConfig, to_dict
 from .data import ImageDataset, SubtaskSplits, load_dataset, make_splits
 from .errors import ConfigError
 from .methods.subdistill import SubDistill
 from .models import count_parameters, create_model
 from .subspace import Basis
 from .subtask import Subtask, restrict_teacher
-from .training import DistillResult, distill
+from .training import DistillResult, TrainConfig, distill
 from .training.trainer import build_checked_method, seed_everything, setup_method
 
 log = logging.getLogger(__name__)
@@ -114,3 +114,27 @@ def check_config(config: DistillConfig) -> str:
                      f"{p.student_size[0]}x{p.student_size[1]}), compared at "
                      f"{p.compared_size[0]}x{p.compared_size[1]}")
     return "\n".join(lines)
+
+
+def train_classifier(model: nn.Module, train_full: ImageDataset, test_full: ImageDataset,
+                     config: TrainConfig, *, val_fraction: float = 0.2,
+                     run_dir: str | Path | None = None, record: dict | None = None,
+                     resume: bool = False) -> DistillResult:
+    """Train ``model`` on every class with cross-entropy (a teacher): validation =
+    ``val_fraction`` of the official training images (seeded, stratified), training = the rest,
+    test = the official test images; the best-validation weights are kept."""
+    every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
+    splits = make_splits(train_full, test_full, every_class, rho=1 - val_fraction,
+                         val_fraction=val_fraction, seed=config.seed)
+    return distill(None, model, splits.train, splits.val, method="student-only",
+                   test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume)
+
+
+def run_train_teacher(config: TeacherConfig, resume: bool = False) -> DistillResult:
+    """Train the teacher a config describes; its weights are ``run_dir/model_best.safetensors``."""
+    train_full, test_full = load_full_data(config.data)
+    seed_everything(config.train.seed)
+    model = build_model(config.model, len(train_full.classes), train_full.image_shape[0])
+    return train_classifier(model, train_full, test_full, config.train,
+                            val_fraction=config.data.val_fraction, run_dir=config.run_dir,
+                            record=to_dict(config), resume=resume)
