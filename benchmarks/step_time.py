@@ -36,7 +36,6 @@ from subspace_fit import RESULTS, machine_info, report  # noqa: E402
 
 from subdistill.frozen import frozen  # noqa: E402
 from subdistill.losses import subspace_loss  # noqa: E402
-from subdistill.methods import StepOutputs  # noqa: E402
 from subdistill.models import create_model  # noqa: E402
 from subdistill.taps import LayerTaps, align, as_grid  # noqa: E402
 from subdistill.training.optim import build_optimizer  # noqa: E402

@@ -13,10 +13,13 @@ from .errors import SubdistillError
 EPILOG = "Configs are YAML; `--set section.key=value` overrides any entry (value parsed as YAML)."
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry, e.g. --set train.epochs=5 (repeatable)")
+    if resumable:
+        parser.add_argument("--resume", action="store_true", help="continue from the run "
+                            "directory's checkpoint (same config required)")
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
@@ -140,16 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("distill", help="distil a student as a config describes", epilog=EPILOG)
-    _add_config(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the run directory's checkpoint (same config required)")
+    _add_config(p, resumable=True)
     p.set_defaults(func=_cmd_distill)
 
     p = commands.add_parser("train-teacher", epilog=EPILOG,
                             help="train a teacher on every class of a dataset (cross-entropy)")
-    _add_config(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the run directory's checkpoint (same config required)")
+    _add_config(p, resumable=True)
     p.set_defaults(func=_cmd_train_teacher)
 
     p = commands.add_parser("fit-subspace", epilog=EPILOG,

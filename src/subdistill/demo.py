@@ -10,7 +10,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class DemoSetting:
     lr: float = 2e-3
     batch_size: int = 32
     rho: float = 0.8
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 RESNET_PAIRS = {"layer1": "layer1", "layer2": "layer2", "layer3": "layer3"}
