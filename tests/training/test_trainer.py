@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -135,3 +136,29 @@ def test_non_finite_loss_stops_with_the_term_and_step(tmp_path):
         teacher.head.weight.fill_(float("inf"))
     with pytest.raises(NonFiniteError, match=r"kd.* at epoch 1, step 1"):
         distill(teacher, student, _data(), _data(24, 1), method="kd", epochs=1, progress=False)
+
+
+def test_warmup_then_cosine_schedule():
+    from subdistill.training.optim import schedule_factor
+
+    factors = [schedule_factor("cosine", e, 6, 1, 0.5, warmup_epochs=2) for e in range(6)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert factors[3] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert factors[2:] == sorted(factors[2:], reverse=True)
+    assert schedule_factor("step", 5, 10, 2, 0.5, warmup_epochs=1) == pytest.approx(0.25)
+
+
+def test_bf16_channels_last_training_runs(tmp_path):
+    _, _, result = _run(tmp_path, method="fitnet", precision="bf16", channels_last=True,
+                        epochs=2)
+    assert all(math.isfinite(row["loss"]) for row in result.history)
+    assert 0.0 <= result.test_accuracy <= 1.0
+
+
+@pytest.mark.parametrize("bad", [{"precision": "fp16"}, {"warmup_epochs": 3, "epochs": 3},
+                                 {"cache_copies": 0}])
+def test_training_option_errors(bad):
+    from subdistill.training import TrainConfig
+
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)

@@ -6,18 +6,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .precision import autocast
+
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Dataset | DataLoader, device: torch.device | str = "cpu",
-             batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` (a dataset or loader of ``(x, y)``), in eval mode."""
+             batch_size: int = 256, precision: str = "fp32") -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (a dataset or loader of ``(x, y)``), in eval mode
+    (bf16 autocast with ``precision="bf16"``)."""
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for x, y in loader:
-            prediction = model(x.to(device)).argmax(dim=-1)
+            with autocast(device, precision):
+                prediction = model(x.to(device)).argmax(dim=-1)
             correct += (prediction == y.to(device)).sum().item()
             total += y.numel()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -24,13 +25,27 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, weight
     raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int, step_size: int,
-                   gamma: float) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule: StepLR (×gamma every step_size epochs), cosine to 0, or constant."""
+def schedule_factor(name: str, epoch: int, epochs: int, step_size: int, gamma: float,
+                    warmup_epochs: int = 0) -> float:
+    """Learning-rate multiplier for 0-based ``epoch``: a linear warm-up over ``warmup_epochs``
+    (epoch e gets (e+1)/(warmup+1)), then step (×gamma every step_size epochs), cosine to 0
+    over the remaining epochs, or constant."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    after = epoch - warmup_epochs
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+        return gamma ** (after // step_size)
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+        return 0.5 * (1 + math.cos(math.pi * after / max(epochs - warmup_epochs, 1)))
     if name == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+        return 1.0
     raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int, step_size: int,
+                   gamma: float, warmup_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch schedule following :func:`schedule_factor`."""
+    schedule_factor(name, 0, epochs, step_size, gamma, warmup_epochs)  # reject unknown names
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: schedule_factor(name, epoch, epochs, step_size, gamma,
+                                                 warmup_epochs))

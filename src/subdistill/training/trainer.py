@@ -26,11 +26,14 @@ from ..taps import LayerTaps, as_grid
 from .evaluate import accuracy
 from .checkpoint import config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .optim import build_optimizer, build_schedule
+from .precision import autocast, to_layout
 from .pairs import probe_pairs
 from .rundir import RunDirectory
+from .teacher_cache import TeacherCache
 
 
 CHECKPOINT = "checkpoint.pt"
+PRECISIONS = ("fp32", "bf16")
 # training settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
 
@@ -48,7 +51,12 @@ class TrainConfig:
     schedule: str = "step"
     step_size: int = 25
     gamma: float = 0.5
+    warmup_epochs: int = 0
     augment: str = "none"
+    precision: str = "fp32"
+    channels_last: bool = False
+    teacher_cache: str = ""
+    cache_copies: int = 1
     eval_batch_size: int = 256
     num_workers: int = 0
     seed: int = 0
@@ -62,7 +70,20 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"train.{name} must be positive, got {value}")
-        for name in ("weight_decay", "momentum", "num_workers"):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
+                              f"{self.precision!r}")
+        if self.cache_copies < 1:
+            raise ConfigError(f"train.cache_copies must be >= 1, got {self.cache_copies}")
+        if self.teacher_cache and self.augment != "none" and self.cache_copies == 1:
+            raise ConfigError(f"train.teacher_cache with train.augment={self.augment!r} and "
+                              "cache_copies=1 would train on unaugmented images only: set "
+                              "cache_copies >= 2 (the original plus augmented copies) or "
+                              "augment: none")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"train.warmup_epochs ({self.warmup_epochs}) must be fewer than "
+                              f"train.epochs ({self.epochs})")
+        for name in ("weight_decay", "momentum", "num_workers", "warmup_epochs"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"train.{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
@@ -153,22 +174,32 @@ class _Taps:
 
 def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: DistillMethod,
                  taps: _Taps, batches, optimizer: torch.optim.Optimizer, augment,
-                 device: torch.device, epoch: int) -> dict[str, float]:
-    """One pass over the training batches; returns mean loss terms and training accuracy."""
+                 device: torch.device, epoch: int, cfg: TrainConfig) -> dict[str, float]:
+    """One pass over the training batches; returns mean loss terms and training accuracy.
+
+    Forward passes run under ``cfg.precision``; the loss terms are computed in float32."""
     student.train()
     algorithm.train()
     sums: dict[str, float] = {}
     steps = correct = seen = 0
-    for step, (x, y) in enumerate(batches):
+    for step, (x, y, *cached) in enumerate(batches):
         x, y = x.to(device), y.to(device)
-        if augment is not None:
+        if augment is not None and not cached:
             x = augment(x)
-        outputs = StepOutputs(student_logits=student(x), labels=y)
-        outputs.student_features = {k: as_grid(v) for k, v in taps.student.outputs.items()}
-        if teacher is not None:
-            with torch.no_grad():
-                outputs.teacher_logits = teacher(x)
-            outputs.teacher_features = {k: as_grid(v) for k, v in taps.teacher.outputs.items()}
+        x = to_layout(x, cfg.channels_last)
+        with autocast(device, cfg.precision):
+            outputs = StepOutputs(student_logits=student(x).float(), labels=y)
+            if teacher is not None and not cached:
+                with torch.no_grad():
+                    outputs.teacher_logits = teacher(x).float()
+        outputs.student_features = {k: as_grid(v.float())
+                                    for k, v in taps.student.outputs.items()}
+        if cached:
+            outputs.teacher_logits = cached[0].logits.to(device)
+            outputs.teacher_features = {k: v.to(device) for k, v in cached[0].features.items()}
+        elif teacher is not None:
+            outputs.teacher_features = {k: as_grid(v.float())
+                                        for k, v in taps.teacher.outputs.items()}
         terms = algorithm(outputs)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
@@ -283,10 +314,14 @@ def distill(
     device = torch.device(cfg.device)
     teacher = teacher if algorithm.needs_teacher else None
     layer_pairs = algorithm.pairs
+    to_layout(student, cfg.channels_last)
+    if teacher is not None:
+        to_layout(teacher, cfg.channels_last)
 
     params = list(student.parameters()) + list(algorithm.parameters())
     optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma,
+                              cfg.warmup_epochs)
     # every image is used each epoch; only a last batch of one sample (which batch
     # normalisation cannot train on) is dropped
     train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
@@ -294,6 +329,13 @@ def distill(
                               num_workers=cfg.num_workers,
                               generator=torch.Generator().manual_seed(cfg.seed))
     augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
+    cache = None
+    if cfg.teacher_cache and teacher is not None:
+        cache = TeacherCache.build(
+            cfg.teacher_cache, teacher, train, [p.teacher for p in layer_pairs],
+            copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment, seed=cfg.seed,
+            precision=cfg.precision, channels_last=cfg.channels_last,
+            batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress)
 
     loader_rng = train_loader.generator
     history: list[dict[str, Any]] = []
@@ -319,13 +361,17 @@ def distill(
             taps.teacher = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
         for epoch in epochs:
             started = time.perf_counter()
-            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False,
-                           disable=not cfg.progress)
+            batches = tqdm(train_loader if cache is None else
+                           cache.batches(cfg.batch_size, loader_rng),
+                           total=len(train_loader) if cache is None else
+                           cache.epoch_length(cfg.batch_size),
+                           desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    **_train_epoch(student, teacher, algorithm, taps, batches, optimizer, augment,
-                                  device, epoch)}
+                                  device, epoch, cfg)}
             schedule.step()
-            row["val_accuracy"] = accuracy(student, val, device, cfg.eval_batch_size)
+            row["val_accuracy"] = accuracy(student, val, device, cfg.eval_batch_size,
+                                           cfg.precision)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
             if row["val_accuracy"] > best["val_accuracy"]:
@@ -348,8 +394,8 @@ def distill(
         student.load_state_dict(best["state"])
 
     def evaluate(model: nn.Module | None, data: Dataset | None) -> float | None:
-        return None if model is None or data is None else accuracy(model, data, device,
-                                                                   cfg.eval_batch_size)
+        return None if model is None or data is None else accuracy(
+            model, data, device, cfg.eval_batch_size, cfg.precision)
 
     result = DistillResult(
         student=student, method=algorithm, best_epoch=best["epoch"],

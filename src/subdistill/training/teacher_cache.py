@@ -1,0 +1,180 @@
+"""Teacher-output caching: run the frozen teacher once over fixed inputs, train from disk.
+
+When the teacher sees fixed inputs (the training images, plus ``copies - 1`` augmented copies
+of each drawn once with a seeded generator), its restricted logits and the layer maps the
+losses compare are computed once and stored as memory-mapped ``.npy`` files. Each epoch then
+visits every training image once, in a seeded random order, as one of its copies; the student
+step is unchanged except that the teacher is not run. The cache lives in a folder named by a
+hash of everything it depends on (teacher weights and subtask, inputs, copies, augmentation,
+seed, layers, precision), so runs that share those (e.g. the methods of a benchmark cell)
+share one cache, and a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..atomic import write_text
+from ..data.augment import Augment
+from ..fingerprint import model_fingerprint
+from ..frozen import frozen
+from ..taps import LayerTaps, as_grid
+from .precision import autocast, to_layout
+
+META = "meta.json"
+
+
+@dataclass
+class CachedTeacher:
+    """The teacher's outputs for one batch, read from the cache."""
+
+    logits: Tensor
+    features: dict[str, Tensor]
+
+
+def _inputs(train: Dataset, batch_size: int) -> tuple[Tensor, Tensor]:
+    with torch.random.fork_rng(devices=[]):  # a DataLoader draws a seed from the global RNG
+        xs, ys = zip(*DataLoader(train, batch_size=batch_size, shuffle=False))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def cache_key(teacher: nn.Module, inputs: Tensor, labels: Tensor, *, copies: int, augment: str,
+              seed: int, layers: Sequence[str], precision: str) -> str:
+    """Hash of everything the cached outputs depend on."""
+    digest = hashlib.sha256()
+    digest.update(model_fingerprint(teacher).encode())
+    digest.update(inputs.contiguous().numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    digest.update(json.dumps({"copies": copies, "augment": augment if copies > 1 else "none",
+                              "seed": seed, "layers": list(layers),
+                              "precision": precision}).encode())
+    return digest.hexdigest()[:20]
+
+
+class TeacherCache:
+    """Memory-mapped inputs, labels, teacher logits and teacher layer maps of a training set.
+
+    Build (or reuse) one with :meth:`build`; iterate over an epoch of batches with
+    :meth:`batches`.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        meta = json.loads((folder / META).read_text())
+        self.layers: list[str] = meta["layers"]
+        self.copies: int = meta["copies"]
+        self.inputs = np.load(folder / "inputs.npy", mmap_mode="r")
+        self.labels = np.load(folder / "labels.npy")
+        self.logits = np.load(folder / "logits.npy", mmap_mode="r")
+        self.features = {layer: np.load(folder / f"layer{i}.npy", mmap_mode="r")
+                         for i, layer in enumerate(self.layers)}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def build(cls, root: str | Path, teacher: nn.Module, train: Dataset, layers: Sequence[str],
+              *, copies: int = 1, augment: Augment | None = None, augment_name: str = "none",
+              seed: int = 0, precision: str = "fp32", channels_last: bool = False,
+              batch_size: int = 256, device: torch.device | str = "cpu",
+              progress: bool = False) -> TeacherCache:
+        """The cache of ``teacher`` on ``train`` under ``root``, computed unless present."""
+        inputs, labels = _inputs(train, batch_size)
+        layers = list(dict.fromkeys(layers))
+        key = cache_key(teacher, inputs, labels, copies=copies, augment=augment_name, seed=seed,
+                        layers=layers, precision=precision)
+        folder = Path(root) / key
+        if (folder / META).is_file():
+            return cls(folder)
+        partial = Path(root) / f".{key}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        _write_outputs(partial, teacher, inputs, labels, layers, copies, augment, seed,
+                       precision, channels_last, batch_size, torch.device(device), progress)
+        write_text(partial / META, json.dumps({"key": key, "layers": layers, "copies": copies,
+                                               "images": len(labels)}) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+        return cls(folder)
+
+    def batches(self, batch_size: int, generator: torch.Generator,
+                drop_last_single: bool = True) -> Iterator[tuple[Tensor, Tensor, CachedTeacher]]:
+        """One epoch: every image once in a random order, each as a random copy. A last batch
+        of one sample (which batch normalisation cannot train on) is dropped."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator)
+        copy = (torch.randint(0, self.copies, (n,), generator=generator) if self.copies > 1
+                else torch.zeros(n, dtype=torch.long))
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size]
+            if drop_last_single and len(index) == 1 and n > 1:
+                return
+            # sorted reads are sequential on disk; the batch order itself does not matter
+            index = torch.sort(index).values
+            c = copy[index].numpy()
+            i = index.numpy()
+            yield (torch.from_numpy(self.inputs[c, i]), torch.from_numpy(self.labels[i]),
+                   CachedTeacher(torch.from_numpy(self.logits[c, i]),
+                                 {layer: torch.from_numpy(f[c, i])
+                                  for layer, f in self.features.items()}))
+
+    def epoch_length(self, batch_size: int) -> int:
+        """Number of batches :meth:`batches` yields."""
+        n = len(self)
+        full, rest = divmod(n, batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and n == 1) else 0)
+
+
+def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Tensor,
+                   layers: list[str], copies: int, augment: Augment | None, seed: int,
+                   precision: str, channels_last: bool, batch_size: int, device: torch.device,
+                   progress: bool) -> None:
+    n = len(labels)
+    np.save(folder / "labels.npy", labels.numpy())
+    stores: dict[str, np.memmap] = {}
+
+    def store(name: str, shape: tuple[int, ...]) -> np.memmap:
+        if name not in stores:
+            stores[name] = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+",
+                                                     dtype=np.float32, shape=(copies, n, *shape))
+        return stores[name]
+
+    steps = tqdm(total=copies * -(-n // batch_size), desc="teacher cache", disable=not progress)
+    with ExitStack() as stack:
+        stack.enter_context(frozen(teacher))
+        taps = stack.enter_context(LayerTaps(teacher, layers))
+        stack.enter_context(torch.no_grad())
+        # copy 0 is unaugmented; copy c > 0 is drawn from a generator seeded by (seed, c),
+        # leaving the global RNG as it was
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        to_layout(teacher, channels_last)
+        for copy in range(copies):
+            torch.manual_seed(seed * 1009 + copy)
+            for start in range(0, n, batch_size):
+                x = inputs[start:start + batch_size]
+                if copy > 0 and augment is not None:
+                    x = augment(x)
+                window = slice(start, start + len(x))
+                with autocast(device, precision):
+                    logits = teacher(to_layout(x.to(device), channels_last)).float()
+                store("inputs", tuple(x.shape[1:]))[copy, window] = x.numpy()
+                store("logits", tuple(logits.shape[1:]))[copy, window] = logits.cpu().numpy()
+                for i, layer in enumerate(layers):
+                    grid = as_grid(taps.outputs[layer].float()).cpu()
+                    store(f"layer{i}", tuple(grid.shape[1:]))[copy, window] = grid.numpy()
+                steps.update()
+    steps.close()
+    for memmap in stores.values():
+        memmap.flush()
