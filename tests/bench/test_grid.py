@@ -56,3 +56,7 @@ def test_invalid_grids():
     with pytest.raises(ConfigError, match="grid.lambdas"):
         _grid(options={"fitnet": {"lambda": 3.0}})
     assert set(_grid(methods=["all"]).methods) >= {"subdistill", "dkd", "vkd"}
+    with pytest.raises(ConfigError, match="not in grid.rhos"):
+        _grid(rhos=[0.8], epochs={0.1: 10})
+    with pytest.raises(ConfigError, match="positive"):
+        _grid(rhos=[0.8], epochs={0.8: 0})

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import yaml
@@ -18,9 +19,10 @@ def bench_file(tmp_path):
         "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 8, 8]}},
         "data": {"dataset": "digits"},
         "pairs": {"layer3": "layer3"},
-        "train": {"epochs": 1, "batch_size": 64, "progress": False},
+        "train": {"epochs": 1, "batch_size": 64, "progress": False,
+                  "teacher_cache": str(tmp_path / "cache")},
         "grid": {"methods": ["subdistill", "kd"], "subtasks": ["confusable"], "rhos": [0.8, 0.2],
-                 "seeds": [0, 1], "lambdas": [1.0, 10.0]},
+                 "seeds": [0, 1], "lambdas": [1.0, 10.0], "epochs": {0.2: 2}},
         "out_dir": str(tmp_path / "bench"),
     }
     path = tmp_path / "bench.yaml"
@@ -56,6 +58,12 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
     for name in ("confusable_bars.png", "confusable_rho.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert len(list(out.rglob("summary.json"))) == 2 + 8 - 1  # one final run reuses a selection run
+    epochs = {(p.parent.parent.name, json.loads(p.read_text())["epochs"])
+              for p in out.glob("final/*/*/*/*/summary.json")}
+    assert epochs == {("rho0.8", 1), ("rho0.2", 2)}  # grid.epochs sets rho 0.2's epochs
+    # the teacher's outputs are computed once per (rho, seed) and per layer set (kd: none)
+    caches = [p for p in (bench_file.parent / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(caches) == 2 * 2 * 2
 
     # an interrupted grid: one cell lost its summary (it was killed mid-run); a rerun trains only it
     before = _stamps(out)

@@ -17,7 +17,9 @@ class GridConfig:
 
     λ is chosen once per (subtask, layer-wise method) on the validation split of the run at
     ``selection_rho`` and ``selection_seed``, and reused for every other cell. ``options`` fixes
-    further hyper-parameters per method, e.g. ``{vid: {init_variance: 5.0}}``.
+    further hyper-parameters per method, e.g. ``{vid: {init_variance: 5.0}}``. ``epochs`` maps
+    a rho to its number of training epochs (e.g. more epochs for scarcer data); rhos not
+    listed use ``train.epochs``.
     """
 
     methods: list[str] = field(default_factory=lambda: ["subdistill", "kd"])
@@ -28,8 +30,15 @@ class GridConfig:
     selection_rho: float = 0.8
     selection_seed: int = 0
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: dict[float, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for rho, epochs in self.epochs.items():
+            if rho not in self.rhos:
+                raise ConfigError(f"grid.epochs has rho {rho:g}, which is not in grid.rhos "
+                                  f"{self.rhos}")
+            if not epochs > 0:
+                raise ConfigError(f"grid.epochs[{rho:g}] must be positive, got {epochs}")
         if self.methods == ["all"]:
             self.methods = sorted(METHODS)
         for name in [*self.methods, *self.options]:

@@ -33,7 +33,9 @@ def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
         teacher=config.teacher, student=config.student,
         data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
         method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
-        train=replace(config.train, seed=cell.seed), run_dir=str(out / cell.path))
+        train=replace(config.train, seed=cell.seed,
+                      epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
+        run_dir=str(out / cell.path))
 
 
 def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]:
