@@ -95,7 +95,7 @@ class Runner:
             for i in range(warmup + steps):
                 started = time.perf_counter()
                 _train_epoch(self.student, self.teacher, self.algorithm, taps, [self.batch],
-                             self.optimizer, None, torch.device("cpu"), 0)
+                             self.optimizer, None, torch.device("cpu"), 0, TrainConfig())
                 if i >= warmup:
                     times.append(time.perf_counter() - started)
         return times

@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import step_time  # noqa: E402
 import subspace_fit  # noqa: E402
+import teacher_cache  # noqa: E402
 
 MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
 
@@ -87,3 +88,17 @@ def test_step_time_reports_every_method(tmp_path):
     parts = saved["subdistill_breakdown"]["ms_per_step"]
     assert any(name.startswith("orthogonal") for name in parts)
     assert len(saved["subdistill_breakdown"]["shapes"]) == 3
+
+
+def test_teacher_cache_benchmark_compares_live_and_cached_epochs(tmp_path):
+    out = tmp_path / "cache.json"
+    teacher_cache.main(images=48, epochs=2, batch_size=16, methods=("kd", "subdistill"),
+                       threads=1, out=out, verbose=False)
+    saved = json.loads(out.read_text())
+    assert MACHINE_FIELDS <= set(saved["machine"])
+    assert saved["cache_build_s"] > 0
+    assert [row["method"] for row in saved["summary"]] == ["kd", "subdistill"]
+    for row in saved["summary"]:
+        assert len(row["live_epochs_s"]) == len(row["cached_epochs_s"]) == 2
+        assert row["speedup"] == pytest.approx(row["live_epoch_s"] / row["cached_epoch_s"])
+    assert "| subdistill |" in teacher_cache.format_table(saved)
