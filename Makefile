@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test teachers benchmarks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The two benchmark teachers (weights/, about 1 h on 2 CPU cores, resumable with --resume).
+teachers: setup
+	$(BIN)/subdistill train-teacher configs/teacher-cifar10.yaml
+	cp runs/teacher-cifar10/model_best.safetensors weights/cifar10-resnet10.safetensors
+	$(BIN)/subdistill train-teacher configs/teacher-fashion-mnist.yaml
+	cp runs/teacher-fashion-mnist/model_best.safetensors weights/fashion-mnist-resnet10.safetensors
+
+# The real-data tables of docs/benchmarks.md from the committed teachers; rerun to resume.
+benchmarks: setup
+	$(BIN)/subdistill bench configs/bench-cifar10.yaml
+	$(BIN)/subdistill bench configs/bench-fashion-mnist.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -158,7 +158,7 @@ def test_timm_missing_says_how_to_install(monkeypatch):
 def test_timm_happy_path():
     pytest.importorskip("timm")
     model = create_model("timm:resnet18", 5, in_channels=1)
-    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 5)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 5)  # train-mode BN needs a batch > 1
     with pytest.raises(ModelError, match="Unknown timm model 'resnet18x'"):
         create_model("timm:resnet18x", 5)
 
