@@ -17,4 +17,5 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
 def subspace_loss(prediction: Tensor, target: Tensor, energy: float | Tensor = 1.0) -> Tensor:
     """SubDistill layer loss: squared error summed over the k coordinates (dim 1), averaged
     over the batch and positions, divided by the captured teacher energy."""
-    return (prediction - target).pow(2).sum(dim=1).mean() / energy
+    positions = prediction.numel() // max(prediction.shape[1], 1)
+    return F.mse_loss(prediction, target, reduction="sum") / positions / energy

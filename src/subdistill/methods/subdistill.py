@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import orthogonal
 
+from ..distributed import is_main
 from ..errors import BasisError, ConfigError
 from ..fingerprint import model_fingerprint
 from ..losses import subspace_loss
@@ -37,20 +39,21 @@ class ChannelNormalization(nn.Module):
             raise ConfigError(f"unknown normalization {mode!r}; choose one of {NORMALIZATIONS}")
         self.mode, self.momentum, self.eps = mode, momentum, eps
         self.register_buffer("running_mean", torch.zeros(channels))
+        # F.batch_norm updates a running variance too; it is never used, so it is not saved
+        self.register_buffer("_running_var", torch.ones(channels), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "none":
             return x
         if not self.training:
             return x - self.running_mean[:, None, None]
+        if self.mode == "standardize":  # the fused kernel: batch statistics, biased variance
+            return F.batch_norm(x, self.running_mean, self._running_var, training=True,
+                                momentum=self.momentum, eps=self.eps)
         mean = x.mean(dim=(0, 2, 3))
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
-        centred = x - mean[:, None, None]
-        if self.mode == "center":
-            return centred
-        var = x.var(dim=(0, 2, 3), unbiased=False)
-        return centred / torch.sqrt(var + self.eps)[:, None, None]
+        return x - mean[:, None, None]
 
 
 class SubspaceHead(nn.Module):
@@ -73,8 +76,10 @@ class SubspaceHead(nn.Module):
         self.rotation = orthogonal(nn.Linear(student_channels, student_channels, bias=False))
 
     def target(self, teacher_map: Tensor) -> Tensor:
-        """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W)."""
-        return torch.einsum("bdhw,dk->bkhw", teacher_map - self.mean[:, None, None], self.U)
+        """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W), computed as a
+        1×1 convolution with weight ``Uᵀ`` and bias ``−Uᵀμ``."""
+        weight = self.U.t()
+        return F.conv2d(teacher_map, weight[:, :, None, None], -(weight @ self.mean))
 
     def prediction(self, student_map: Tensor) -> Tensor:
         """Student coordinates ``Q · n(S)`` at every position, (B, k, H, W)."""
@@ -146,9 +151,9 @@ class SubDistill(LayerwiseMethod):
             {p.teacher: p.student_channels for p in self.pairs},
             method=self.options["basis"], positions=positions if positions > 0 else None,
             seed=context.seed, compared_sizes={p.teacher: p.compared_size for p in self.pairs},
-            device=context.device, progress=context.progress,
+            device=context.device, progress=context.progress, shard=context.shard,
         )
-        if path:
+        if path and is_main():
             save_bases(path, bases, expected)
         return bases
 
