@@ -39,7 +39,8 @@ from subdistill.losses import subspace_loss  # noqa: E402
 from subdistill.models import create_model  # noqa: E402
 from subdistill.taps import LayerTaps, align, as_grid  # noqa: E402
 from subdistill.training.optim import build_optimizer  # noqa: E402
-from subdistill.training.trainer import TrainConfig, _Taps, _train_epoch, setup_method  # noqa: E402
+from subdistill.training.trainer import (  # noqa: E402
+    TrainConfig, _StudentStep, _train_epoch, setup_method)
 
 METHODS = ("kd", "kd+taps", "subdistill", "fitnet")
 TEACHERS = {
@@ -87,15 +88,17 @@ class Runner:
         """Enter the taps as ``distill`` does, run ``warmup`` + ``steps`` steps, time the latter."""
         times = []
         with ExitStack() as stack:
-            taps = _Taps(None, stack.enter_context(
-                LayerTaps(self.student, [s for _, s in self.pairs])))
+            student_taps = stack.enter_context(
+                LayerTaps(self.student, [s for _, s in self.pairs]))
             stack.enter_context(frozen(self.teacher))
-            taps.teacher = stack.enter_context(
+            teacher_taps = stack.enter_context(
                 LayerTaps(self.teacher, [t for t, _ in self.pairs]))
+            cpu = torch.device("cpu")
+            model = _StudentStep(self.student, self.algorithm, student_taps, cpu, "fp32")
             for i in range(warmup + steps):
                 started = time.perf_counter()
-                _train_epoch(self.student, self.teacher, self.algorithm, taps, [self.batch],
-                             self.optimizer, None, torch.device("cpu"), 0, TrainConfig())
+                _train_epoch(model, self.teacher, teacher_taps, [self.batch], self.optimizer,
+                             None, cpu, 0, TrainConfig())
                 if i >= warmup:
                     times.append(time.perf_counter() - started)
         return times

@@ -11,7 +11,7 @@ Approaches, each timed for N random 3x32x32 images on a randomly initialised CIF
 * ``store_all`` -- one pass for all layers but still keeping every sampled vector (separates
   the cost of the extra passes from the cost of storing the samples).
 
-All approaches draw the same positions (the same generator sequence as ``fit_subspaces``), so
+All approaches draw the same positions (keyed by seed, layer and image as in ``fit_subspaces``), so
 their bases must agree up to floating-point summation order. The teacher is frozen in every
 approach except ``per_layer_ref`` (no parameter gradients; ``per_layer`` backpropagates only down
 to the tapped layer), which makes ``per_layer`` *cheaper* than the reference code. Each (approach, N, repeat) runs in a fresh subprocess; peak memory is the growth
@@ -42,7 +42,8 @@ import torch
 from subdistill.frozen import frozen
 from subdistill.models import create_model
 from subdistill.subspace.basis import relevant_basis
-from subdistill.subspace.fit import _sample_positions, fit_subspaces, logit_margin
+from subdistill.subspace.fit import (_position_key, _sample_positions, fit_subspaces,
+                                     logit_margin)
 from subdistill.taps import LayerTaps, as_grid, flatten_positions
 
 APPROACHES = ("stream", "per_layer", "store_all", "per_layer_ref")
@@ -126,14 +127,16 @@ def layer_shapes(teacher, layers) -> dict[str, tuple[int, int]]:
                 for k, v in taps.outputs.items()}
 
 
-def _store_pass(teacher, loader, layers, wanted, shapes, positions, generator, store,
-                reference=False):
-    """One pass tapping ``layers``; keep sampled (a, c) of the layers in ``wanted``. The
-    generator advances for every layer exactly as in ``accumulate_statistics``.
+def _store_pass(teacher, loader, wanted, positions, seed, store, reference=False):
+    """One pass keeping the sampled (a, c) of the layers in ``wanted``; positions are drawn as
+    in ``accumulate_statistics`` (keyed by seed, layer and image index).
     ``reference``: full ``backward()`` with parameter gradients, as the reference code does."""
+    seen = 0
     with (nullcontext() if reference else frozen(teacher)), LayerTaps(teacher, wanted) as taps:
         for x, _ in loader:
             x = x.requires_grad_(True)
+            image_ids = torch.arange(seen, seen + len(x))
+            seen += len(x)
             margin = logit_margin(teacher(x)).sum()
             outs = [taps.outputs[layer] for layer in wanted]
             if reference:
@@ -144,16 +147,12 @@ def _store_pass(teacher, loader, layers, wanted, shapes, positions, generator, s
                 grads = {layer: out.grad for layer, out in zip(wanted, outs)}
             else:
                 grads = dict(zip(wanted, torch.autograd.grad(margin, outs)))
-            b = x.shape[0]
-            for layer in layers:
-                if layer not in wanted:  # keep the generator in step with the streaming fit
-                    if positions is not None and positions < shapes[layer][1]:
-                        torch.rand(b, shapes[layer][1], generator=generator)
-                    continue
+            for layer in wanted:
                 a = flatten_positions(as_grid(taps.outputs[layer].detach()))
                 c = flatten_positions(as_grid(grads[layer]))
                 d = a.shape[-1]
-                sampled = _sample_positions(torch.cat([a, c], dim=-1), positions, generator)
+                sampled = _sample_positions(torch.cat([a, c], dim=-1), positions, image_ids,
+                                            _position_key(seed, layer))
                 store[layer][0].append(sampled[:, :d].clone())
                 store[layer][1].append(sampled[:, d:].clone())
 
@@ -162,16 +161,13 @@ def run_approach(approach: str, teacher, layers, ks, loader, positions, seed):
     """Bases {layer: Basis} of one approach."""
     if approach == "stream":
         return fit_subspaces(teacher, loader, ks, positions=positions, seed=seed)
-    shapes = layer_shapes(teacher, layers)
     store = {layer: ([], []) for layer in layers}
     if approach in ("per_layer", "per_layer_ref"):
-        for layer in layers:  # one pass per layer, each replaying the same position draws
-            gen = torch.Generator().manual_seed(seed)
-            _store_pass(teacher, loader, layers, [layer], shapes, positions, gen, store,
+        for layer in layers:  # one pass per layer, each drawing the same positions
+            _store_pass(teacher, loader, [layer], positions, seed, store,
                         reference=approach == "per_layer_ref")
     elif approach == "store_all":
-        gen = torch.Generator().manual_seed(seed)
-        _store_pass(teacher, loader, layers, layers, shapes, positions, gen, store)
+        _store_pass(teacher, loader, layers, positions, seed, store)
     else:
         raise ValueError(f"unknown approach {approach!r}; choose one of {APPROACHES}")
     bases = {}

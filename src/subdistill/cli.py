@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from .errors import SubdistillError
+from .distributed import is_main, launch_environment, process_group
+from .errors import ConfigError, SubdistillError
 
+T = TypeVar("T")
 EPILOG = "Configs are YAML; `--set section.key=value` overrides any entry (value parsed as YAML)."
 
 
@@ -22,11 +25,23 @@ def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> Non
                             "directory's checkpoint (same config required)")
 
 
+def _in_every_process(device: str, job: Callable[[], T]) -> T | None:
+    """Run ``job`` in a process group when launched by torchrun; its result on rank 0 (or in
+    the only process), None on the other ranks (which print nothing)."""
+    with process_group(device):
+        result = job()
+        return result if is_main() else None
+
+
 def _cmd_distill(args: argparse.Namespace) -> None:
     from .config import load_config
     from .experiment import run_distill
 
-    result = run_distill(load_config(args.config, args.overrides), resume=args.resume)
+    config = load_config(args.config, args.overrides)
+    result = _in_every_process(config.train.device,
+                               lambda: run_distill(config, resume=args.resume))
+    if result is None:
+        return
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
           f"test accuracy {result.test_accuracy:.4f} "
           f"(teacher on the subtask: {result.teacher_test_accuracy:.4f})")
@@ -37,8 +52,11 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     from .config import TeacherConfig, load_config
     from .experiment import run_train_teacher
 
-    result = run_train_teacher(load_config(args.config, args.overrides, cls=TeacherConfig),
-                               resume=args.resume)
+    config = load_config(args.config, args.overrides, cls=TeacherConfig)
+    result = _in_every_process(config.train.device,
+                               lambda: run_train_teacher(config, resume=args.resume))
+    if result is None:
+        return
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
           f"test accuracy {result.test_accuracy:.4f}")
     print(f"teacher weights: {result.run_dir}/model_best.safetensors")
@@ -49,7 +67,10 @@ def _cmd_fit_subspace(args: argparse.Namespace) -> None:
     from .experiment import run_fit_subspaces
 
     config = load_config(args.config, args.overrides)
-    bases, path = run_fit_subspaces(config)
+    fitted = _in_every_process(config.train.device, lambda: run_fit_subspaces(config))
+    if fitted is None:
+        return
+    bases, path = fitted
     print(f"{'teacher layer':<24}{'d':>6}{'k':>6}{'energy':>12}{'top eigenvalue':>16}")
     for layer, basis in bases.items():
         print(f"{layer:<24}{basis.dim:>6}{basis.k:>6}{basis.energy:>12.4g}"
@@ -87,7 +108,6 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
-    from .errors import ConfigError
     from .methods import METHODS, method_class
 
     methods = sorted(METHODS) if args.methods == "all" else args.methods.split(",")
@@ -144,17 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("distill", help="distil a student as a config describes", epilog=EPILOG)
     _add_config(p, resumable=True)
-    p.set_defaults(func=_cmd_distill)
+    p.set_defaults(func=_cmd_distill, distributed=True)
 
     p = commands.add_parser("train-teacher", epilog=EPILOG,
                             help="train a teacher on every class of a dataset (cross-entropy)")
     _add_config(p, resumable=True)
-    p.set_defaults(func=_cmd_train_teacher)
+    p.set_defaults(func=_cmd_train_teacher, distributed=True)
 
     p = commands.add_parser("fit-subspace", epilog=EPILOG,
                             help="estimate and save the relevant subspaces of the teacher layers")
     _add_config(p)
-    p.set_defaults(func=_cmd_fit_subspace)
+    p.set_defaults(func=_cmd_fit_subspace, distributed=True)
 
     p = commands.add_parser("bench", epilog=EPILOG, help="run a grid of methods x subtasks x "
                             "rho x seeds (resumable: finished runs are skipped)")
@@ -209,14 +229,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``subdistill`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    launch = launch_environment()  # under torchrun: log (and print) on rank 0 only
+    worker = launch is not None and launch.rank > 0
+    logging.basicConfig(level=logging.ERROR if worker else logging.INFO,
+                        format="%(levelname)s: %(message)s")
     try:
+        if launch is not None and launch.world_size > 1 and not getattr(args, "distributed", False):
+            raise ConfigError(f"{args.command} does not run as several processes; start it "
+                              "without torchrun (distill, train-teacher and fit-subspace do)")
         args.func(args)
     except SubdistillError as err:
         if args.verbose:
             raise
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        print(f"error: {'; '.join(lines)}", file=sys.stderr)  # always one line
+        where = f" (rank {launch.rank})" if worker else ""
+        print(f"error{where}: {'; '.join(lines)}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

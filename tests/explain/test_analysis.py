@@ -5,6 +5,7 @@ import torch
 import yaml
 from torch import nn
 
+from subdistill.atomic import write_csv
 from subdistill.cli import main
 from subdistill.explain.analysis import TEACHER, agreement_rows, shared_scale_auc, summarize
 from subdistill.models import create_model, save_weights
@@ -61,3 +62,35 @@ def test_explain_command_writes_figures_and_tables(tmp_path, capsys):
     text = (out / "summary.md").read_text()
     assert "| lrp | teacher | 1.000 ± 0.000 | 1.000 ± 0.000" in text and "| ig | random |" in text
     assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 2 * 2 * 3
+
+
+def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):
+    teacher_args, student_args = {"depth": 8, "widths": [8, 16, 16]}, {"depth": 8, "widths": [4, 8, 8]}
+    save_weights(create_model("cifar_resnet", 10, 1, **teacher_args), tmp_path / "t.safetensors")
+    bench = tmp_path / "bench"
+    rows = []
+    for method, rho in (("kd", 0.8), ("subdistill", 0.8), ("fitnet", 0.1)):
+        run = bench / "final" / "confusable" / method / f"rho{rho:g}" / "seed0"
+        run.mkdir(parents=True)
+        save_weights(create_model("cifar_resnet", 4, 1, **student_args),
+                     run / "model_best.safetensors")
+        rows.append({"stage": "final", "subtask": "confusable", "method": method, "rho": rho,
+                     "seed": 0, "run_dir": str(run.relative_to(bench))})
+    write_csv(bench / "results.csv", rows)
+    config = {"teacher": {"name": "cifar_resnet", "args": teacher_args,
+                          "weights": str(tmp_path / "t.safetensors")},
+              "student": {"name": "cifar_resnet", "args": student_args},
+              "bench": str(bench), "bench_seed": 0,
+              "data": {"dataset": "digits", "subtask": "confusable", "rho": 0.8},
+              "attributions": ["ig"], "images": 2, "out_dir": str(tmp_path / "out")}
+    path = tmp_path / "explain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["explain", str(path)]) == 0
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| ig | kd |" in text and "| ig | subdistill |" in text
+    assert "fitnet" not in text  # another rho
+
+    config["bench_seed"] = 1
+    path.write_text(yaml.safe_dump(config))
+    assert main(["explain", str(path)]) == 2
+    assert "no finished final run" in capsys.readouterr().err

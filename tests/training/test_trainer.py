@@ -162,3 +162,34 @@ def test_training_option_errors(bad):
 
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
+
+
+def test_validation_epochs_are_evenly_spaced_and_end_with_the_last():
+    from subdistill.training.trainer import validation_epochs
+
+    assert validation_epochs(5, 0) == {1, 2, 3, 4, 5}
+    assert validation_epochs(100, 4) == {25, 50, 75, 100}
+    assert validation_epochs(10, 3) == {3, 7, 10}
+    assert validation_epochs(3, 8) == {1, 2, 3}
+
+
+def test_fewer_validations_keep_the_best_validated_epoch(tmp_path):
+    _, _, result = _run(tmp_path, method="kd", epochs=4, evaluations=2)
+    validated = [row["epoch"] for row in result.history if "val_accuracy" in row]
+    assert validated == [2, 4]
+    assert result.best_epoch in (2, 4)
+
+
+def test_run_fingerprint_ignores_defaults_and_resumable_options():
+    from dataclasses import asdict
+
+    from subdistill.training import TrainConfig
+    from subdistill.training.trainer import run_fingerprint
+
+    base = {"method": "kd", "train": asdict(TrainConfig(epochs=7))}
+    older = {"method": "kd", "train": {"epochs": 7, "lr": 1e-3}}  # a version with fewer options
+    assert run_fingerprint(base) == run_fingerprint(older)
+    assert run_fingerprint(base) == run_fingerprint(
+        {"method": "kd", "train": asdict(TrainConfig(epochs=7, progress=False))})
+    assert run_fingerprint(base) != run_fingerprint(
+        {"method": "kd", "train": asdict(TrainConfig(epochs=8))})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import replace
@@ -14,8 +15,7 @@ from ..atomic import write_csv, write_text
 from ..config import DistillConfig, to_dict
 from ..errors import ConfigError
 from ..experiment import load_full_data, run_distill
-from ..training.checkpoint import config_hash
-from ..training.trainer import RESUMABLE_CHANGES
+from ..training.trainer import run_fingerprint
 from .config import BenchConfig
 from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells, subtask_label
 from .report import write_report
@@ -43,8 +43,7 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
     distill_config = cell_config(config, cell, out)
     run_dir = Path(distill_config.run_dir)
     record = to_dict(distill_config)
-    fingerprint = config_hash({**record, "train": {
-        k: v for k, v in record["train"].items() if k not in RESUMABLE_CHANGES}})
+    fingerprint = run_fingerprint(record)
     stamp = run_dir / "cell.json"
     if stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
         raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "
@@ -69,16 +68,36 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     full = load_full_data(config.data)
     selection = selection_cells(config.grid)
-    rows = [run_cell(config, cell, out, full) for cell in selection]
+    rows: list[dict[str, Any]] = []
+
+    def record(row: dict[str, Any]) -> None:  # results.csv grows as runs finish
+        rows.append(row)
+        write_csv(out / "results.csv", rows, COLUMNS)
+
+    for cell in selection:
+        record(run_cell(config, cell, out, full))
     lambdas = choose_lambdas(config.grid, [(cell, row["best_val_accuracy"])
                                            for cell, row in zip(selection, rows)])
     for cell in final_cells(config.grid, lambdas):
         reused = same_run(cell, selection)
         if reused is not None:
-            row = dict(rows[selection.index(reused)], stage="final")
+            record(dict(rows[selection.index(reused)], stage="final"))
         else:
-            row = run_cell(config, cell, out, full)
-        rows.append(row)
-    write_csv(out / "results.csv", rows, COLUMNS)
+            record(run_cell(config, cell, out, full))
     write_report(out, [r for r in rows if r["stage"] == "final"], lambdas)
     return rows
+
+
+def final_run_dirs(out_dir: str | Path, subtask: str, rho: float, seed: int) -> dict[str, Path]:
+    """Run directory per method of the finished final runs of a grid at one (subtask, rho,
+    seed), read from its ``results.csv``."""
+    results = Path(out_dir) / "results.csv"
+    if not results.is_file():
+        raise ConfigError(f"{results} does not exist: run `subdistill bench` first")
+    with open(results, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["stage"] == "final"
+                and r["subtask"] == subtask and float(r["rho"]) == rho and int(r["seed"]) == seed]
+    if not rows:
+        raise ConfigError(f"{results} has no finished final run of subtask {subtask!r} at rho "
+                          f"{rho:g}, seed {seed}")
+    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows}

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 
 from ..atomic import write_csv, write_text
+from ..bench.grid import subtask_label
+from ..bench.runner import final_run_dirs
 from ..config import DataConfig, ModelConfig
 from ..errors import ConfigError
 from ..experiment import build_model, load_task_data
@@ -25,11 +27,16 @@ SUMMARY_METRICS = ("pearson", "cosine", "auc_own_order", "auc_teacher_order")
 @dataclass
 class ExplainConfig:
     """Teacher, student architecture, the students to compare (label -> weights file or run
-    directory), data/subtask, attribution methods and how many test images."""
+    directory), data/subtask, attribution methods and how many test images.
+
+    ``bench`` names a benchmark's ``out_dir``: its finished final runs at ``data.subtask``,
+    ``data.rho`` and ``bench_seed`` are added as students, labelled by method."""
 
     teacher: ModelConfig
     student: ModelConfig
-    students: dict[str, str]
+    students: dict[str, str] = field(default_factory=dict)
+    bench: str = ""
+    bench_seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     attributions: list[str] = field(default_factory=lambda: ["lrp", "ig"])
     images: int = 16
@@ -38,8 +45,9 @@ class ExplainConfig:
     out_dir: str = "runs/explain"
 
     def __post_init__(self) -> None:
-        if not self.students:
-            raise ConfigError("students: give at least one label: weights file or run directory")
+        if not self.students and not self.bench:
+            raise ConfigError("students: give at least one label: weights file or run directory "
+                              "(or a bench out_dir as `bench`)")
         if TEACHER in self.students:
             raise ConfigError(f"students: {TEACHER!r} is reserved for the teacher")
         if self.images < 1:
@@ -64,7 +72,12 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
     seed_everything(config.seed)
     models = {TEACHER: restrict_teacher(
         build_model(config.teacher, len(data.train_full.classes), channels), data.subtask)}
-    for label, path in config.students.items():
+    students = dict(config.students)
+    if config.bench:
+        runs = final_run_dirs(config.bench, subtask_label(config.data.subtask), config.data.rho,
+                              config.bench_seed)
+        students.update({method: str(path) for method, path in runs.items()})
+    for label, path in students.items():
         models[label] = build_model(replace(config.student, weights=_weights(path)),
                                     len(data.subtask), channels)
     out = Path(config.out_dir)

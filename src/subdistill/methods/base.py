@@ -56,6 +56,7 @@ class PrepareContext:
     seed: int = 0
     run_dir: Any = None
     progress: bool = False
+    shard: tuple[int, int] = (0, 1)  # (rank, world size): fit_loader yields images rank::world
 
 
 class DistillMethod(nn.Module):

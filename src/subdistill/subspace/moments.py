@@ -70,6 +70,14 @@ class MomentAccumulator:
         extra = [self.sum_c, self.sum_cc, self.sum_ac] if self.with_gradients else []
         return [count, self.sum_a, self.sum_aa, *extra]
 
+    def load_sums(self, sums: list[Tensor]) -> None:
+        """Set the sums from a list shaped like :meth:`sums` (e.g. after an all-reduce)."""
+        count, *tensors = sums
+        self.count = round(float(count.item()))
+        names = ["sum_a", "sum_aa"] + (["sum_c", "sum_cc", "sum_ac"] if self.with_gradients else [])
+        for name, value in zip(names, tensors, strict=True):
+            setattr(self, name, value)
+
     def moments(self) -> Moments:
         """Normalise the sums into :class:`Moments`."""
         if self.count == 0:

@@ -6,14 +6,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import all_reduce_sum, shard
 from .precision import autocast
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Dataset | DataLoader, device: torch.device | str = "cpu",
-             batch_size: int = 256, precision: str = "fp32") -> float:
+             batch_size: int = 256, precision: str = "fp32", sharded: bool = False) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (a dataset or loader of ``(x, y)``), in eval mode
-    (bf16 autocast with ``precision="bf16"``)."""
+    (bf16 autocast with ``precision="bf16"``).
+
+    ``sharded``: in a process group, each process scores its share of the dataset ``data``
+    and the counts are added over the group (call it on every process)."""
+    if sharded and not isinstance(data, DataLoader):
+        data = shard(data)
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
     was_training = model.training
     model.eval()
@@ -26,4 +32,8 @@ def accuracy(model: nn.Module, data: Dataset | DataLoader, device: torch.device 
             total += y.numel()
     finally:
         model.train(was_training)
+    if sharded:
+        counts = torch.tensor([correct, total], dtype=torch.float64, device=device)
+        all_reduce_sum([counts])
+        correct, total = counts.tolist()
     return correct / max(total, 1)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text
 from ..data.augment import Augment
+from ..distributed import even_shard
 from ..fingerprint import model_fingerprint
 from ..frozen import frozen
 from ..taps import LayerTaps, as_grid
@@ -109,14 +110,19 @@ class TeacherCache:
         partial.rename(folder)
         return cls(folder)
 
-    def batches(self, batch_size: int, generator: torch.Generator,
-                drop_last_single: bool = True) -> Iterator[tuple[Tensor, Tensor, CachedTeacher]]:
+    def batches(self, batch_size: int, generator: torch.Generator, drop_last_single: bool = True,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor, CachedTeacher]]:
         """One epoch: every image once in a random order, each as a random copy. A last batch
-        of one sample (which batch normalisation cannot train on) is dropped."""
+        of one sample (which batch normalisation cannot train on) is dropped.
+
+        ``shard = (rank, world_size)``: this process's share of the epoch (every process draws
+        the same order from an identically seeded ``generator``; see :func:`even_shard`)."""
         n = len(self)
         order = torch.randperm(n, generator=generator)
         copy = (torch.randint(0, self.copies, (n,), generator=generator) if self.copies > 1
                 else torch.zeros(n, dtype=torch.long))
+        order = even_shard(order, *shard)
+        n = len(order)
         for start in range(0, n, batch_size):
             index = order[start:start + batch_size]
             if drop_last_single and len(index) == 1 and n > 1:
@@ -130,9 +136,9 @@ class TeacherCache:
                                  {layer: torch.from_numpy(f[c, i])
                                   for layer, f in self.features.items()}))
 
-    def epoch_length(self, batch_size: int) -> int:
+    def epoch_length(self, batch_size: int, shard: tuple[int, int] = (0, 1)) -> int:
         """Number of batches :meth:`batches` yields."""
-        n = len(self)
+        n = -(-len(self) // shard[1])
         full, rest = divmod(n, batch_size)
         return full + (1 if rest > 1 or (rest == 1 and n == 1) else 0)
 

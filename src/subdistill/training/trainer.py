@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..data.augment import build_augment
+from ..distributed import (all_reduce_sum, broadcast_buffers, is_distributed, is_main,
+                           local_device, main_first, rank, shard, world_size)
 from ..errors import ConfigError, ModelError, NonFiniteError, closest
 from ..frozen import frozen
 from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, method_class
@@ -36,6 +39,17 @@ CHECKPOINT = "checkpoint.pt"
 PRECISIONS = ("fp32", "bf16")
 # training settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
+
+
+def run_fingerprint(settings: Mapping[str, Any]) -> str:
+    """Hash of a run's settings (with a ``train`` mapping) that must not change when it is
+    resumed: training options that may change (:data:`RESUMABLE_CHANGES`) and options at
+    their default value are left out, so options added to a later version keep old runs
+    resumable."""
+    defaults = asdict(TrainConfig())
+    train = {k: v for k, v in settings["train"].items()
+             if k not in RESUMABLE_CHANGES and (k not in defaults or defaults[k] != v)}
+    return config_hash({**settings, "train": train})
 
 
 @dataclass
@@ -58,6 +72,7 @@ class TrainConfig:
     teacher_cache: str = ""
     cache_copies: int = 1
     eval_batch_size: int = 256
+    evaluations: int = 0
     num_workers: int = 0
     seed: int = 0
     device: str = "cpu"
@@ -83,12 +98,20 @@ class TrainConfig:
         if self.warmup_epochs >= self.epochs:
             raise ConfigError(f"train.warmup_epochs ({self.warmup_epochs}) must be fewer than "
                               f"train.epochs ({self.epochs})")
-        for name in ("weight_decay", "momentum", "num_workers", "warmup_epochs"):
+        for name in ("weight_decay", "momentum", "num_workers", "warmup_epochs", "evaluations"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"train.{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"train.seed must be in [0, 2**32), got {self.seed}")
         check_device(self.device)
+
+
+def validation_epochs(epochs: int, evaluations: int) -> set[int]:
+    """The (1-based) epochs after which the student is validated: ``evaluations`` evenly
+    spaced ones ending with the last epoch, or every epoch when ``evaluations`` is 0."""
+    if evaluations == 0 or evaluations >= epochs:
+        return set(range(1, epochs + 1))
+    return {round(epochs * i / evaluations) for i in range(1, evaluations + 1)}
 
 
 def check_device(name: str) -> torch.device:
@@ -164,22 +187,36 @@ def _config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainCo
     return replace(config or TrainConfig(), **overrides)
 
 
-@dataclass
-class _Taps:
-    """The teacher's (None without a teacher) and the student's layer taps."""
+class _StudentStep(nn.Module):
+    """The student and the method's heads as one module whose forward gives a training step's
+    loss terms (and the student's logits), so that DistributedDataParallel can wrap both."""
 
-    teacher: LayerTaps | None
-    student: LayerTaps
+    def __init__(self, student: nn.Module, algorithm: DistillMethod, taps: LayerTaps,
+                 device: torch.device, precision: str):
+        super().__init__()
+        self.student, self.algorithm = student, algorithm
+        self.taps, self.device, self.precision = taps, device, precision
+
+    def forward(self, x: Tensor, y: Tensor, teacher_logits: Tensor | None,
+                teacher_features: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        with autocast(self.device, self.precision):
+            logits = self.student(x).float()
+        outputs = StepOutputs(
+            student_logits=logits, labels=y, teacher_logits=teacher_logits,
+            student_features={k: as_grid(v.float()) for k, v in self.taps.outputs.items()},
+            teacher_features=teacher_features)
+        return self.algorithm(outputs), logits
 
 
-def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: DistillMethod,
-                 taps: _Taps, batches, optimizer: torch.optim.Optimizer, augment,
-                 device: torch.device, epoch: int, cfg: TrainConfig) -> dict[str, float]:
-    """One pass over the training batches; returns mean loss terms and training accuracy.
+def _train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: LayerTaps | None,
+                 batches, optimizer: torch.optim.Optimizer, augment, device: torch.device,
+                 epoch: int, cfg: TrainConfig) -> dict[str, float]:
+    """One pass over the training batches; returns mean loss terms and training accuracy
+    (over all processes of a process group).
 
-    Forward passes run under ``cfg.precision``; the loss terms are computed in float32."""
-    student.train()
-    algorithm.train()
+    ``model`` is a :class:`_StudentStep`, or one wrapped in DistributedDataParallel. Forward
+    passes run under ``cfg.precision``; the loss terms are computed in float32."""
+    model.train()
     sums: dict[str, float] = {}
     steps = correct = seen = 0
     for step, (x, y, *cached) in enumerate(batches):
@@ -187,20 +224,15 @@ def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: Disti
         if augment is not None and not cached:
             x = augment(x)
         x = to_layout(x, cfg.channels_last)
-        with autocast(device, cfg.precision):
-            outputs = StepOutputs(student_logits=student(x).float(), labels=y)
-            if teacher is not None and not cached:
-                with torch.no_grad():
-                    outputs.teacher_logits = teacher(x).float()
-        outputs.student_features = {k: as_grid(v.float())
-                                    for k, v in taps.student.outputs.items()}
+        teacher_logits, teacher_features = None, {}
         if cached:
-            outputs.teacher_logits = cached[0].logits.to(device)
-            outputs.teacher_features = {k: v.to(device) for k, v in cached[0].features.items()}
+            teacher_logits = cached[0].logits.to(device)
+            teacher_features = {k: v.to(device) for k, v in cached[0].features.items()}
         elif teacher is not None:
-            outputs.teacher_features = {k: as_grid(v.float())
-                                        for k, v in taps.teacher.outputs.items()}
-        terms = algorithm(outputs)
+            with torch.no_grad(), autocast(device, cfg.precision):
+                teacher_logits = teacher(x).float()
+            teacher_features = {k: as_grid(v.float()) for k, v in teacher_taps.outputs.items()}
+        terms, logits = model(x, y, teacher_logits, teacher_features)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
@@ -213,10 +245,15 @@ def _train_epoch(student: nn.Module, teacher: nn.Module | None, algorithm: Disti
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1
-        correct += int((outputs.student_logits.argmax(-1) == y).sum())
+        correct += int((logits.argmax(-1) == y).sum())
         seen += y.numel()
+    totals = torch.tensor([steps, correct, seen, *sums.values()], dtype=torch.float64,
+                          device=device)
+    all_reduce_sum([totals])
+    steps, correct, seen, *values = totals.tolist()
     steps = max(steps, 1)
-    return {"loss": sum(sums.values()) / steps, **{f"loss/{k}": v / steps for k, v in sums.items()},
+    return {"loss": sum(values) / steps,
+            **{f"loss/{k}": v / steps for k, v in zip(sums, values)},
             "train_accuracy": correct / max(seen, 1)}
 
 
@@ -256,16 +293,29 @@ def setup_method(
     run_dir: str | Path | None = None,
 ) -> DistillMethod:
     """:func:`build_checked_method`, then prepare the method (e.g. fit SubDistill's subspaces
-    on the unaugmented ``train`` data)."""
+    on the unaugmented ``train`` data; in a process group each process takes its share)."""
     cfg = config or TrainConfig()
-    device = torch.device(cfg.device)
+    device = local_device(cfg.device)
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
                                      options=options, device=device)
-    fit_loader = DataLoader(train, batch_size=cfg.eval_batch_size, shuffle=False,
+    fit_loader = DataLoader(shard(train), batch_size=cfg.eval_batch_size, shuffle=False,
                             num_workers=cfg.num_workers)
     teacher = teacher if algorithm.needs_teacher else None
-    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir, cfg.progress))
+    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir,
+                                     cfg.progress and is_main(), (rank(), world_size())))
     return algorithm.to(device)
+
+
+def _train_loader(train: Dataset, cfg: TrainConfig) -> DataLoader:
+    """Shuffled training batches; in a process group, this process's share of each epoch
+    (DistributedSampler: equal shares, so the order is padded with a few repeated images)."""
+    sampler = DistributedSampler(train, seed=cfg.seed) if is_distributed() else None
+    size = len(train) if sampler is None else len(sampler)
+    # every image is used each epoch; only a last batch of one sample (which batch
+    # normalisation cannot train on) is dropped
+    return DataLoader(train, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                      drop_last=size % cfg.batch_size == 1, num_workers=cfg.num_workers,
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def distill(
@@ -293,6 +343,10 @@ def distill(
     ``config`` and keyword ``overrides`` (see :class:`TrainConfig`). Labels are used only for
     model selection and evaluation unless the method itself uses them. With ``run_dir`` a
     checkpoint is written after every epoch; ``resume=True`` continues from it.
+
+    Called by every process inside :func:`subdistill.distributed.process_group` (``torchrun``),
+    it trains with DistributedDataParallel: ``batch_size`` is per process, each process fits
+    and scores its share of the data, and only rank 0 writes ``run_dir``.
     """
     cfg = _config(config, overrides)
     seed_everything(cfg.seed)
@@ -302,16 +356,18 @@ def distill(
         teacher = restrict_teacher(teacher, subtask)
     settings = {"method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
                 "train": asdict(cfg)}
-    run = RunDirectory(run_dir) if run_dir is not None else None
-    if resume and run is None:
+    if resume and run_dir is None:
         raise ConfigError("resume needs a run directory")
-    checkpoint_file = run.path / CHECKPOINT if run is not None else None
+    main = is_main()  # in a process group only rank 0 writes files and shows progress
+    progress = cfg.progress and main
+    run = RunDirectory(run_dir) if run_dir is not None and main else None
+    checkpoint_file = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     resuming = resume and checkpoint_file.is_file()
     if run is not None and not resuming:
         run.write_config(dict(record) if record is not None else settings)
     algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
                              options=options, config=cfg, run_dir=run_dir)
-    device = torch.device(cfg.device)
+    device = local_device(cfg.device)
     teacher = teacher if algorithm.needs_teacher else None
     layer_pairs = algorithm.pairs
     to_layout(student, cfg.channels_last)
@@ -322,26 +378,21 @@ def distill(
     optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma,
                               cfg.warmup_epochs)
-    # every image is used each epoch; only a last batch of one sample (which batch
-    # normalisation cannot train on) is dropped
-    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
-                              drop_last=len(train) % cfg.batch_size == 1,
-                              num_workers=cfg.num_workers,
-                              generator=torch.Generator().manual_seed(cfg.seed))
+    train_loader = _train_loader(train, cfg)
     augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
     cache = None
     if cfg.teacher_cache and teacher is not None:
-        cache = TeacherCache.build(
-            cfg.teacher_cache, teacher, train, [p.teacher for p in layer_pairs],
-            copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment, seed=cfg.seed,
-            precision=cfg.precision, channels_last=cfg.channels_last,
-            batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress)
+        with main_first():  # rank 0 computes the cache, the others then open it
+            cache = TeacherCache.build(
+                cfg.teacher_cache, teacher, train, [p.teacher for p in layer_pairs],
+                copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment,
+                seed=cfg.seed, precision=cfg.precision, channels_last=cfg.channels_last,
+                batch_size=cfg.eval_batch_size, device=device, progress=progress)
 
     loader_rng = train_loader.generator
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_accuracy": -1.0, "state": None}
-    fingerprint = config_hash({**settings, "train": {
-        k: v for k, v in settings["train"].items() if k not in RESUMABLE_CHANGES}})
+    fingerprint = run_fingerprint(settings)
     if resuming:
         state = load_checkpoint(checkpoint_file, fingerprint)
         student.load_state_dict(state["student"])
@@ -351,30 +402,46 @@ def distill(
         set_rng_state(state["rng"])
         loader_rng.set_state(state["loader_rng"])
         history, best = state["history"], state["best"]
-        run.rewrite_metrics(history)
-    epochs = tqdm(range(len(history), cfg.epochs), desc=f"{method}", disable=not cfg.progress,
+        if run is not None:
+            run.rewrite_metrics(history)
+    shard_of = (rank(), world_size())
+    epochs = tqdm(range(len(history), cfg.epochs), desc=f"{method}", disable=not progress,
                   initial=len(history), total=cfg.epochs)
     with ExitStack() as stack:
-        taps = _Taps(None, stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs])))
+        student_taps = stack.enter_context(LayerTaps(student, [p.student for p in layer_pairs]))
+        teacher_taps = None
         if teacher is not None:
             stack.enter_context(frozen(teacher))
-            taps.teacher = stack.enter_context(LayerTaps(teacher, [p.teacher for p in layer_pairs]))
+            teacher_taps = stack.enter_context(
+                LayerTaps(teacher, [p.teacher for p in layer_pairs]))
+        step = model = _StudentStep(student, algorithm, student_taps, device, cfg.precision)
+        if is_distributed():  # gradients of student and heads are averaged over processes
+            model = DistributedDataParallel(
+                step, device_ids=[device.index] if device.type == "cuda" else None)
+        validate_after = validation_epochs(cfg.epochs, cfg.evaluations)
         for epoch in epochs:
             started = time.perf_counter()
+            if is_distributed():  # each process its own augmentations, reproducible on resume
+                torch.manual_seed(int(np.random.SeedSequence(
+                    [cfg.seed, epoch, rank()]).generate_state(1)[0]))
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
             batches = tqdm(train_loader if cache is None else
-                           cache.batches(cfg.batch_size, loader_rng),
+                           cache.batches(cfg.batch_size, loader_rng, shard=shard_of),
                            total=len(train_loader) if cache is None else
-                           cache.epoch_length(cfg.batch_size),
-                           desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
+                           cache.epoch_length(cfg.batch_size, shard=shard_of),
+                           desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   **_train_epoch(student, teacher, algorithm, taps, batches, optimizer, augment,
+                   **_train_epoch(model, teacher, teacher_taps, batches, optimizer, augment,
                                   device, epoch, cfg)}
             schedule.step()
-            row["val_accuracy"] = accuracy(student, val, device, cfg.eval_batch_size,
-                                           cfg.precision)
+            broadcast_buffers(step)  # rank 0's BatchNorm statistics, as DDP's next step would
+            if epoch + 1 in validate_after:
+                row["val_accuracy"] = accuracy(student, val, device, cfg.eval_batch_size,
+                                               cfg.precision, sharded=True)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
-            if row["val_accuracy"] > best["val_accuracy"]:
+            if row.get("val_accuracy", -1.0) > best["val_accuracy"]:
                 best = {"epoch": epoch + 1, "val_accuracy": row["val_accuracy"],
                         "state": copy.deepcopy(student.state_dict())}
                 if run is not None:
@@ -387,7 +454,8 @@ def distill(
                     "schedule": schedule.state_dict(), "rng": rng_state(),
                     "loader_rng": loader_rng.get_state(), "history": history, "best": best})
                 run.log_metrics(row)
-            epochs.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}",
+            epochs.set_postfix(loss=f"{row['loss']:.3f}",
+                               val=f"{row.get('val_accuracy', float('nan')):.3f}",
                                best=f"{best['val_accuracy']:.3f}")
 
     if best["state"] is not None:
@@ -395,13 +463,13 @@ def distill(
 
     def evaluate(model: nn.Module | None, data: Dataset | None) -> float | None:
         return None if model is None or data is None else accuracy(
-            model, data, device, cfg.eval_batch_size, cfg.precision)
+            model, data, device, cfg.eval_batch_size, cfg.precision, sharded=True)
 
     result = DistillResult(
         student=student, method=algorithm, best_epoch=best["epoch"],
         best_val_accuracy=best["val_accuracy"], test_accuracy=evaluate(student, test),
         teacher_val_accuracy=evaluate(teacher, val), teacher_test_accuracy=evaluate(teacher, test),
-        history=history, run_dir=run.path if run is not None else None,
+        history=history, run_dir=Path(run_dir) if run_dir is not None else None,
     )
     if run is not None:
         run.write_summary({
