@@ -243,11 +243,16 @@ def test_imagenet_layout_resolves_the_preset(imagenet_root):
     assert image.shape == (3, 224, 224) and 0 <= label < 5
 
 
+def _checked_pairs(config, imagenet_root, capsys):
+    """The pair lines `subdistill check` prints for an ImageNet config on CPU, random weights."""
+    overrides = ["train.device=cpu", "teacher.pretrained=false", f"data.root={imagenet_root}"]
+    assert main(["check", str(config), *[a for o in overrides for a in ("--set", o)]]) == 0
+    return _shapes(capsys.readouterr().out)
+
+
 def test_imagenet_resnet101_mobilenetv4_check_at_224(imagenet_root, capsys):
     """`subdistill check` with the config's models at the paper's 224 px: the paper's k."""
-    overrides = ["train.device=cpu", "teacher.pretrained=false", f"data.root={imagenet_root}"]
-    assert main(["check", str(RESNET_CONFIG), *[a for o in overrides for a in ("--set", o)]]) == 0
-    assert _shapes(capsys.readouterr().out) == [
+    assert _checked_pairs(RESNET_CONFIG, imagenet_root, capsys) == [
         "pair layer1 (256x56x56) -> blocks.1.1 (64x28x28), compared at 28x28",
         "pair layer2 (512x28x28) -> blocks.2.3 (96x14x14), compared at 14x14",
         "pair layer3 (1024x14x14) -> blocks.3.1 (128x7x7), compared at 7x7",
@@ -293,9 +298,7 @@ def random_vit_head(monkeypatch):
 
 def test_imagenet_vitb16_efficientformerv2_check_at_224(imagenet_root, capsys):
     """`subdistill check` with the config's models at 224 px: 14x14 patch tokens, the paper's k."""
-    overrides = ["train.device=cpu", "teacher.pretrained=false", f"data.root={imagenet_root}"]
-    assert main(["check", str(VIT_CONFIG), *[a for o in overrides for a in ("--set", o)]]) == 0
-    assert _shapes(capsys.readouterr().out) == [
+    assert _checked_pairs(VIT_CONFIG, imagenet_root, capsys) == [
         "pair encoder.layers.encoder_layer_2 (768x14x14) -> stages.0 (32x56x56), compared at 14x14",
         "pair encoder.layers.encoder_layer_5 (768x14x14) -> stages.1 (48x28x28), compared at 14x14",
         "pair encoder.layers.encoder_layer_8 (768x14x14) -> stages.2 (96x14x14), compared at 14x14",
