@@ -10,7 +10,8 @@ from subdistill.methods import StepOutputs, build_method
 from subdistill.taps import LayerTaps, as_grid
 from subdistill.training import TrainConfig, distill
 from subdistill.training.pairs import probe_pairs
-from subdistill.training.teacher_cache import TeacherCache
+from subdistill.training.evaluate import accuracy
+from subdistill.training.teacher_cache import TeacherCache, cached_accuracy
 
 PAIRS = {"stage1": "stage1", "stage2": "stage2"}
 
@@ -91,6 +92,37 @@ def test_cache_is_reused_and_keyed_by_its_inputs(tmp_path, monkeypatch):
     with pytest.raises(AssertionError):  # other teacher weights: a new cache
         torch.nn.init.zeros_(teacher.head.bias.data.add_(1.0))
         TeacherCache.build(tmp_path, teacher, _data(), ["stage2"])
+
+
+def test_teacher_accuracy_is_scored_once_per_model_and_data(tmp_path, monkeypatch):
+    teacher, _ = _models()
+    data = _data()
+    first = cached_accuracy(tmp_path, teacher, data, batch_size=16)
+    assert first == accuracy(teacher, data)
+    assert len(list((tmp_path / "accuracy").glob("*.json"))) == 1
+    import subdistill.training.teacher_cache as module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the accuracy was recomputed")
+
+    monkeypatch.setattr(module, "accuracy", fail)
+    assert cached_accuracy(tmp_path, teacher, data) == first
+    with pytest.raises(AssertionError):  # other data: scored anew
+        cached_accuracy(tmp_path, teacher, _data(seed=3))
+    with pytest.raises(AssertionError):  # other weights: scored anew
+        torch.nn.init.zeros_(teacher.head.bias.data.add_(1.0))
+        cached_accuracy(tmp_path, teacher, data)
+
+
+def test_run_records_the_remembered_teacher_accuracy(tmp_path):
+    teacher, student = _models()
+    kwargs = dict(method="kd", epochs=1, batch_size=20, progress=False)
+    live = distill(teacher, student, _data(), _data(24, 1), test=_data(30, 2), **kwargs)
+    cached = distill(teacher, student, _data(), _data(24, 1), test=_data(30, 2),
+                     teacher_cache=str(tmp_path / "c"), **kwargs)
+    assert cached.teacher_test_accuracy == live.teacher_test_accuracy
+    assert cached.teacher_val_accuracy == live.teacher_val_accuracy
+    assert len(list((tmp_path / "c" / "accuracy").glob("*.json"))) == 2
 
 
 def test_augmented_copies_are_seeded_and_copy_zero_is_the_original(tmp_path):

@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text
 from ..data.augment import Augment
-from ..distributed import even_shard
+from ..distributed import even_shard, is_main
 from ..fingerprint import model_fingerprint
 from ..frozen import frozen
 from ..taps import LayerTaps, as_grid
+from .evaluate import accuracy
 from .precision import autocast, to_layout
 
 META = "meta.json"
@@ -62,6 +63,27 @@ def cache_key(teacher: nn.Module, inputs: Tensor, labels: Tensor, *, copies: int
                               "seed": seed, "layers": list(layers),
                               "precision": precision}).encode())
     return digest.hexdigest()[:20]
+
+
+def cached_accuracy(root: str | Path, model: nn.Module, data: Dataset, *,
+                    device: torch.device | str = "cpu", batch_size: int = 256,
+                    precision: str = "fp32") -> float:
+    """:func:`accuracy` of a frozen ``model`` on ``data``, remembered under
+    ``root/accuracy`` by a hash of the model, the data and the precision: the runs of a
+    benchmark score their common teacher on each validation and test split once."""
+    inputs, labels = _inputs(data, batch_size)
+    digest = hashlib.sha256()
+    digest.update(model_fingerprint(model).encode())
+    digest.update(inputs.contiguous().numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    digest.update(precision.encode())
+    path = Path(root) / "accuracy" / f"{digest.hexdigest()[:20]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["accuracy"]
+    value = accuracy(model, data, device, batch_size, precision, sharded=True)
+    if is_main():
+        write_text(path, json.dumps({"accuracy": value, "images": len(labels)}) + "\n")
+    return value
 
 
 class TeacherCache:

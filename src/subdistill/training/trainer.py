@@ -32,7 +32,7 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast, to_layout
 from .pairs import probe_pairs
 from .rundir import RunDirectory
-from .teacher_cache import TeacherCache
+from .teacher_cache import TeacherCache, cached_accuracy
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -465,10 +465,16 @@ def distill(
         return None if model is None or data is None else accuracy(
             model, data, device, cfg.eval_batch_size, cfg.precision, sharded=True)
 
+    def evaluate_teacher(data: Dataset | None) -> float | None:
+        if teacher is None or data is None or not cfg.teacher_cache:
+            return evaluate(teacher, data)
+        return cached_accuracy(cfg.teacher_cache, teacher, data, device=device,
+                               batch_size=cfg.eval_batch_size, precision=cfg.precision)
+
     result = DistillResult(
         student=student, method=algorithm, best_epoch=best["epoch"],
         best_val_accuracy=best["val_accuracy"], test_accuracy=evaluate(student, test),
-        teacher_val_accuracy=evaluate(teacher, val), teacher_test_accuracy=evaluate(teacher, test),
+        teacher_val_accuracy=evaluate_teacher(val), teacher_test_accuracy=evaluate_teacher(test),
         history=history, run_dir=Path(run_dir) if run_dir is not None else None,
     )
     if run is not None:
