@@ -62,8 +62,11 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
               for p in out.glob("final/*/*/*/*/summary.json")}
     assert epochs == {("rho0.8", 1), ("rho0.2", 2)}  # grid.epochs sets rho 0.2's epochs
     # the teacher's outputs are computed once per (rho, seed) and per layer set (kd: none)
-    caches = [p for p in (bench_file.parent / "cache").iterdir() if not p.name.startswith(".")]
+    caches = [p for p in (bench_file.parent / "cache").iterdir()
+              if not p.name.startswith(".") and p.name != "accuracy"]
     assert len(caches) == 2 * 2 * 2
+    # the teacher is scored once per validation split (one per seed) and once on the test set
+    assert len(list((bench_file.parent / "cache" / "accuracy").glob("*.json"))) == 2 + 1
 
     # an interrupted grid: one cell lost its summary (it was killed mid-run); a rerun trains only it
     before = _stamps(out)
@@ -84,3 +87,36 @@ def test_changed_grid_settings_are_refused(bench_file, capsys):
     bench_file.write_text(yaml.safe_dump(config))
     assert main(["bench", str(bench_file)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_agreement_columns_join_the_tables_and_are_reused(bench_file):
+    config = yaml.safe_load(bench_file.read_text())
+    config["grid"].update(rhos=[0.8], seeds=[0], lambdas=[1.0], epochs={})
+    config["agreement"] = {"attributions": ["ig", "lrp"], "images": 3, "rho": 0.8, "seed": 0}
+    bench_file.write_text(yaml.safe_dump(config))
+    out = bench_file.parent / "bench"
+    assert main(["bench", str(bench_file)]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| heatmap r (ig) | heatmap r (lrp) |" in summary
+    rows = [line for line in summary.splitlines() if line.startswith(("| kd |", "| subdistill |"))]
+    assert len(rows) == 2
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(-1.0 <= float(c) <= 1.0 for c in cells[-2:])
+    done = out / "agreement" / "confusable" / "agreement.json"
+    stamp = done.stat().st_mtime_ns
+    assert main(["bench", str(bench_file)]) == 0
+    assert done.stat().st_mtime_ns == stamp  # finished explanations are not recomputed
+    assert (out / "summary.md").read_text() == summary
+
+
+def test_agreement_needs_a_rho_and_seed_of_the_grid(bench_file, capsys):
+    config = yaml.safe_load(bench_file.read_text())
+    config["agreement"] = {"attributions": ["ig"], "rho": 0.5}
+    bench_file.write_text(yaml.safe_dump(config))
+    assert main(["bench", str(bench_file)]) == 2
+    assert "agreement: rho 0.5" in capsys.readouterr().err
+    config["agreement"] = {"attributions": ["gradcam"]}
+    bench_file.write_text(yaml.safe_dump(config))
+    assert main(["bench", str(bench_file)]) == 2
+    assert "unknown method 'gradcam'" in capsys.readouterr().err

@@ -77,10 +77,11 @@ def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):
         rows.append({"stage": "final", "subtask": "confusable", "method": method, "rho": rho,
                      "seed": 0, "run_dir": str(run.relative_to(bench))})
     write_csv(bench / "results.csv", rows)
-    config = {"teacher": {"name": "cifar_resnet", "args": teacher_args,
+    models = {"teacher": {"name": "cifar_resnet", "args": teacher_args,
                           "weights": str(tmp_path / "t.safetensors")},
-              "student": {"name": "cifar_resnet", "args": student_args},
-              "bench": str(bench), "bench_seed": 0,
+              "student": {"name": "cifar_resnet", "args": student_args}}
+    (bench / "bench.yaml").write_text(yaml.safe_dump(models))
+    config = {**models, "bench": str(bench), "bench_seed": 0,
               "data": {"dataset": "digits", "subtask": "confusable", "rho": 0.8},
               "attributions": ["ig"], "images": 2, "out_dir": str(tmp_path / "out")}
     path = tmp_path / "explain.yaml"
@@ -94,3 +95,9 @@ def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["explain", str(path)]) == 2
     assert "no finished final run" in capsys.readouterr().err
+
+    config["bench_seed"] = 0
+    config["student"] = {"name": "cifar_resnet", "args": {"depth": 8, "widths": [8, 8, 8]}}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["explain", str(path)]) == 2
+    assert "student.args" in capsys.readouterr().err

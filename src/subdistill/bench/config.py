@@ -52,6 +52,30 @@ class GridConfig:
 
 
 @dataclass
+class AgreementConfig:
+    """Optional explanation columns: once the grid is done, the final students of ``seed`` at
+    ``rho`` are explained next to the teacher (as by ``subdistill explain``) on ``images``
+    test images per subtask, and their mean heatmap correlation with the teacher joins that
+    rho's tables, one column per attribution method. No ``attributions``: no columns."""
+
+    attributions: list[str] = field(default_factory=list)
+    images: int = 32
+    rho: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attributions:
+            from ..explain.attribution import METHODS as ATTRIBUTIONS  # zennit, captum: on use
+
+            for name in self.attributions:
+                if name not in ATTRIBUTIONS:
+                    raise ConfigError(f"agreement.attributions: unknown method {name!r}; "
+                                      f"choose from {', '.join(ATTRIBUTIONS)}")
+        if self.images < 2:
+            raise ConfigError(f"agreement.images must be at least 2, got {self.images}")
+
+
+@dataclass
 class BenchConfig:
     """A grid over one teacher, one student architecture and one dataset. ``data.subtask`` and
     ``data.rho`` are ignored: the grid sets them per cell."""
@@ -62,9 +86,14 @@ class BenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     pairs: dict[str, str] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
     out_dir: str = "runs/bench"
 
     def __post_init__(self) -> None:
+        if self.agreement.attributions and (self.agreement.rho not in self.grid.rhos or
+                                            self.agreement.seed not in self.grid.seeds):
+            raise ConfigError(f"agreement: rho {self.agreement.rho:g} and seed "
+                              f"{self.agreement.seed} must be among grid.rhos and grid.seeds")
         layerwise = [m for m in self.grid.methods if method_class(m).uses_layers]
         if layerwise and not self.pairs:
             raise ConfigError(f"methods {', '.join(layerwise)} need layer pairs: set `pairs`")

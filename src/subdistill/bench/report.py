@@ -24,31 +24,48 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> str:
+def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
+                  agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
+                  | None = None) -> str:
     """Markdown: per subtask and rho, test accuracy mean ± std over seeds for every method
-    (best in bold), the teacher's accuracy on the subtask and the chosen λ."""
+    (best in bold), the teacher's accuracy on the subtask and the chosen λ; where
+    ``agreement`` has the (subtask, rho), a column per attribution method with the students'
+    mean heatmap correlation with the teacher (see :func:`bench_agreement`)."""
     teacher = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
     lines = []
     for (subtask, rho), methods in sorted(aggregate(rows).items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         stats = {m: _mean_std(v) for m, v in methods.items()}
         best = max(stats, key=lambda m: stats[m][0])
+        explained = (agreement or {}).get((subtask, rho), {})
+        attributions = sorted({a for scores in explained.values() for a in scores})
         lines += [f"### {subtask}, rho = {rho:g}", "",
                   f"teacher on the subtask: {float(teacher[subtask]):.4f}", "",
-                  "| method | λ | test accuracy (mean ± std) | runs |", "|---|---:|---:|---:|"]
+                  "| method | λ | test accuracy (mean ± std) | runs |"
+                  + "".join(f" heatmap r ({a}) |" for a in attributions),
+                  "|---|---:|---:|---:|" + "---:|" * len(attributions)]
         for method, (mean, std) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
             lam = lambdas.get((subtask, method))
             cell = f"{mean:.4f} ± {std:.4f}"
             cell = f"**{cell}**" if method == best else cell
+            scores = explained.get(method, {})
             lines.append(f"| {method} | {'' if lam is None else f'{lam:g}'} | {cell} | "
-                         f"{len(methods[method])} |")
+                         f"{len(methods[method])} |"
+                         + "".join(f" {scores[a]:.3f} |" if a in scores else " |"
+                                   for a in attributions))
+        if attributions:
+            lines += ["", "heatmap r: mean Pearson correlation of the student's patch-pooled "
+                      "heatmaps with the teacher's on the same test images (one seed)."]
         lines.append("")
     return "\n".join(lines)
 
 
-def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> None:
-    """Write ``summary.md``, a bar chart per subtask (largest rho) and an accuracy-versus-rho
-    plot per subtask into ``out``."""
-    write_text(out / "summary.md", "# Benchmark summary\n\n" + format_report(rows, lambdas))
+def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
+                 agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
+                 | None = None) -> None:
+    """Write ``summary.md`` (see :func:`format_report`), a bar chart per subtask (largest rho)
+    and an accuracy-versus-rho plot per subtask into ``out``."""
+    write_text(out / "summary.md",
+               "# Benchmark summary\n\n" + format_report(rows, lambdas, agreement))
     groups = aggregate(rows)
     for subtask in sorted({s for s, _ in groups}):
         rhos = sorted(r for s, r in groups if s == subtask)

@@ -16,6 +16,7 @@ from ..config import DistillConfig, to_dict
 from ..errors import ConfigError
 from ..experiment import load_full_data, run_distill
 from ..training.trainer import run_fingerprint
+from .agreement import bench_agreement
 from .config import BenchConfig
 from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells, subtask_label
 from .report import write_report
@@ -61,8 +62,9 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
 
 def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     """Run the whole grid: λ selection on validation, then every final cell. Writes
-    ``results.csv`` (one row per run) and the report (``summary.md``, plots) into
-    ``config.out_dir``; returns the rows."""
+    ``results.csv`` (one row per run) and the report (``summary.md``, plots; with
+    ``agreement.attributions`` the explanation columns) into ``config.out_dir``; returns
+    the rows."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -84,7 +86,10 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
             record(dict(rows[selection.index(reused)], stage="final"))
         else:
             record(run_cell(config, cell, out, full))
-    write_report(out, [r for r in rows if r["stage"] == "final"], lambdas)
+    final = [r for r in rows if r["stage"] == "final"]
+    write_report(out, final, lambdas)  # the tables first; explanations take a while
+    if config.agreement.attributions:
+        write_report(out, final, lambdas, bench_agreement(config))
     return rows
 
 

@@ -13,7 +13,7 @@ import torch
 from ..atomic import write_csv, write_text
 from ..bench.grid import subtask_label
 from ..bench.runner import final_run_dirs
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig, ModelConfig, read_yaml, to_dict
 from ..errors import ConfigError
 from ..experiment import build_model, load_task_data
 from ..subtask import restrict_teacher
@@ -59,6 +59,19 @@ def _weights(path: str) -> str:
     return str(candidate / "model_best.safetensors") if candidate.is_dir() else path
 
 
+def check_bench_models(config: ExplainConfig) -> None:
+    """Refuse a ``bench`` whose teacher or student differ from the config's: its students
+    would not load into the config's architecture, or would be compared to another teacher."""
+    recorded = read_yaml(Path(config.bench) / "bench.yaml")
+    for role in ("teacher", "student"):
+        mine, theirs = to_dict(getattr(config, role)), recorded.get(role, {})
+        for key in ("name", "args", "weights"):
+            if mine.get(key) != theirs.get(key):
+                raise ConfigError(f"{role}.{key} is {mine.get(key)!r} here but "
+                                  f"{theirs.get(key)!r} in the bench {config.bench}; use the "
+                                  "bench config's models")
+
+
 def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
     """Explain the teacher and every student on the same seeded test images; write
     ``per_image.csv``, ``summary.md`` and ``heatmaps_<method>.png`` into ``out_dir``."""
@@ -74,6 +87,7 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
         build_model(config.teacher, len(data.train_full.classes), channels), data.subtask)}
     students = dict(config.students)
     if config.bench:
+        check_bench_models(config)
         runs = final_run_dirs(config.bench, subtask_label(config.data.subtask), config.data.rho,
                               config.bench_seed)
         students.update({method: str(path) for method, path in runs.items()})
