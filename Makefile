@@ -25,7 +25,7 @@ test: setup
 # The two benchmark teachers (weights/, about 1 h on 2 CPU cores, resumable with --resume).
 teachers: setup
 	$(BIN)/subdistill train-teacher configs/teacher-cifar10.yaml
-	cp runs/teacher-cifar10-resnet18/model_best.safetensors weights/cifar10-resnet18.safetensors
+	cp runs/teacher-cifar10-resnet18-cutout/model_best.safetensors weights/cifar10-resnet18.safetensors
 	$(BIN)/subdistill train-teacher configs/teacher-fashion-mnist.yaml
 	cp runs/teacher-fashion-mnist/model_best.safetensors weights/fashion-mnist-resnet10.safetensors
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from subdistill.data import AUGMENTS, build_augment
-from subdistill.data.augment import RandomResizedCrop
+from subdistill.data.augment import Cutout, RandomResizedCrop
 from subdistill.errors import ConfigError
 
 
@@ -91,3 +91,17 @@ def test_resized_crop_boxes_follow_scale_and_ratio():
     assert area.max() > 0.8 and area.min() < 0.2
     ratio = width / height
     assert ratio.min() > 0.7 and ratio.max() < 1.4
+
+
+def test_cutout_zeroes_one_clipped_square_per_sample(batch):
+    torch.manual_seed(3)
+    out = Cutout(16)(batch + 10.0)  # no pixel is zero before
+    zeroed = (out == 0).all(dim=1)  # (B, H, W): the square is cut in every channel
+    assert ((out == 0) == zeroed[:, None]).all()
+    for mask in zeroed:
+        rows, cols = mask.any(dim=1).nonzero()[:, 0], mask.any(dim=0).nonzero()[:, 0]
+        assert 8 <= len(rows) <= 16 and 8 <= len(cols) <= 16  # clipped at the border at most to half
+        assert mask.sum() == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert (rows.diff() == 1).all() and (cols.diff() == 1).all()
+    kept = ~zeroed[:, None].expand_as(out)
+    assert torch.equal(out[kept], (batch + 10.0)[kept])

@@ -92,6 +92,25 @@ class RandomResizedCrop:
         return h, w
 
 
+class Cutout:
+    """Cutout (DeVries & Taylor, 2017): zero (the mean colour, images being normalised) one
+    ``side`` x ``side`` square per sample, centred on a uniformly drawn pixel and clipped at
+    the image border."""
+
+    def __init__(self, side: int) -> None:
+        self.side = side
+
+    def __call__(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        centre_y = torch.randint(0, h, (b, 1, 1), device=x.device)
+        centre_x = torch.randint(0, w, (b, 1, 1), device=x.device)
+        low = self.side // 2
+        rows = torch.arange(h, device=x.device)[None, :, None] - centre_y
+        cols = torch.arange(w, device=x.device)[None, None, :] - centre_x
+        inside = (rows >= -low) & (rows < self.side - low) & (cols >= -low) & (cols < self.side - low)
+        return x.masked_fill(inside[:, None], 0.0)
+
+
 def _compose(*augments: Augment) -> Augment:
     def apply(x: Tensor) -> Tensor:
         for augment in augments:
@@ -106,6 +125,8 @@ AUGMENTS: dict[str, Callable[[int], Augment | None]] = {
     "crop": lambda size: RandomCrop(max(1, size // 8)),
     "flip": lambda size: random_flip,
     "crop-flip": lambda size: _compose(RandomCrop(max(1, size // 8)), random_flip),
+    "crop-flip-cutout": lambda size: _compose(RandomCrop(max(1, size // 8)), random_flip,
+                                              Cutout(max(1, size // 2))),
     "resized-crop-flip": lambda size: _compose(RandomResizedCrop(), random_flip),
 }
 
@@ -114,7 +135,8 @@ def build_augment(name: str, image_size: int) -> Augment | None:
     """The batch augmentation ``name`` for images of side ``image_size`` (None for "none").
 
     ``crop`` pads by ``max(1, image_size // 8)`` (4 for 32 px); ``crop-flip`` is the CIFAR
-    recipe, ``resized-crop-flip`` the ImageNet one.
+    recipe, ``crop-flip-cutout`` adds a cutout square of half the image side (16 px on 32 px),
+    ``resized-crop-flip`` is the ImageNet recipe.
     """
     if name not in AUGMENTS:
         raise ConfigError(
