@@ -48,13 +48,20 @@ TEACHERS = {
     "resnet32x4": ("resnet32x4", {}),
     "resnet20x4": ("cifar_resnet", {"depth": 20, "widths": (64, 128, 256)}),
     "resnet20": ("cifar_resnet20", {}),
+    # the CIFAR-10 benchmark's pair (configs/bench-cifar10.yaml)
+    "bench-resnet18": ("cifar_resnet", {"blocks_per_stage": (2, 2, 2, 2),
+                                        "widths": (32, 64, 128, 256)}),
 }
 STUDENTS = {
     "resnet8": ("cifar_resnet", {"depth": 8, "widths": (16, 32, 64)}),
     "mobile": ("mobile_student", {}),
+    "bench-resnet10": ("cifar_resnet", {"blocks_per_stage": (1, 1, 1, 1),
+                                        "widths": (8, 16, 32, 64)}),
 }
 STUDENT_LAYERS = {"resnet8": ("layer1", "layer2", "layer3"),
-                  "mobile": ("stages.1", "stages.3", "stages.5")}
+                  "mobile": ("stages.1", "stages.3", "stages.5"),
+                  "bench-resnet10": ("layer3", "layer4")}
+TEACHER_LAYERS = {"bench-resnet18": ("layer3", "layer4")}  # others: layer1..3
 NUM_CLASSES = 10
 
 
@@ -192,7 +199,11 @@ def main(*, teacher: str = "resnet8x4", student: str = "resnet8", batch_size: in
     s_name, s_kwargs = STUDENTS[student]
     teacher_model = create_model(t_name, num_classes=NUM_CLASSES, **t_kwargs).eval()
     student_init = create_model(s_name, num_classes=NUM_CLASSES, **s_kwargs)
-    pairs = dict(zip(("layer1", "layer2", "layer3"), STUDENT_LAYERS[student]))
+    teacher_layers = TEACHER_LAYERS.get(teacher, ("layer1", "layer2", "layer3"))
+    if len(teacher_layers) != len(STUDENT_LAYERS[student]):
+        raise SystemExit(f"teacher {teacher} and student {student} pair different numbers of "
+                         "layers")
+    pairs = dict(zip(teacher_layers, STUDENT_LAYERS[student]))
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(max(fit_images, batch_size), 3, 32, 32, generator=gen)
     labels = torch.arange(images.shape[0]) % NUM_CLASSES
@@ -246,7 +257,8 @@ def format_table(result: dict) -> str:
         lines.append(f"| {label} | {s['ms_median']:.1f} | {s['ms_q1']:.1f}-{s['ms_q3']:.1f} | "
                      f"{s['steps']} | {ratio} |")
     if "subdistill_breakdown" in result:
-        lines += ["", "| SubDistill head component (3 pairs) | ms/step |", "|---|---:|"]
+        pairs = len(result["config"]["pairs"])
+        lines += ["", f"| SubDistill head component ({pairs} pairs) | ms/step |", "|---|---:|"]
         for name, ms in result["subdistill_breakdown"]["ms_per_step"].items():
             lines.append(f"| {name} | {ms:.2f} |")
     if "profile_subdistill_top_ops" in result:

@@ -90,6 +90,17 @@ def test_step_time_reports_every_method(tmp_path):
     assert len(saved["subdistill_breakdown"]["shapes"]) == 3
 
 
+def test_step_time_on_the_cifar10_benchmark_pair(tmp_path):
+    out = tmp_path / "step.json"
+    step_time.main(teacher="bench-resnet18", student="bench-resnet10", batch_size=4,
+                   methods=("kd", "subdistill"), rounds=1, steps_per_round=2, warmup=1,
+                   fit_images=10, threads=1, profile=False, breakdown_repeats=1, out=out,
+                   verbose=False)
+    saved = json.loads(out.read_text())
+    assert saved["config"]["pairs"] == {"layer3": "layer3", "layer4": "layer4"}
+    assert len(saved["subdistill_breakdown"]["shapes"]) == 2
+
+
 def test_teacher_cache_benchmark_compares_live_and_cached_epochs(tmp_path):
     out = tmp_path / "cache.json"
     teacher_cache.main(images=48, epochs=2, batch_size=16, methods=("kd", "subdistill"),
