@@ -120,3 +120,18 @@ def test_agreement_needs_a_rho_and_seed_of_the_grid(bench_file, capsys):
     bench_file.write_text(yaml.safe_dump(config))
     assert main(["bench", str(bench_file)]) == 2
     assert "unknown method 'gradcam'" in capsys.readouterr().err
+
+
+def test_a_grid_split_by_subtask_is_assembled_by_the_whole_grid(bench_file):
+    config = yaml.safe_load(bench_file.read_text())
+    config["grid"].update(methods=["kd"], subtasks=["confusable", "low"], rhos=[0.8], seeds=[0],
+                          epochs={})
+    bench_file.write_text(yaml.safe_dump(config))
+    out = bench_file.parent / "bench"
+    assert main(["bench", str(bench_file), "--set", "grid.subtasks=[confusable]"]) == 0
+    share = _stamps(out)
+    assert len(share) == 1 and {r["subtask"] for r in _rows(out)} == {"confusable"}
+    assert main(["bench", str(bench_file)]) == 0
+    assert {p: t for p, t in _stamps(out).items() if p in share} == share  # not rerun
+    assert {r["subtask"] for r in _rows(out)} == {"confusable", "low"}
+    assert "### low, rho = 0.8" in (out / "summary.md").read_text()
