@@ -130,7 +130,11 @@ def test_ddp_training_ranks_agree_and_rank_0_writes(tmp_path):
     mp.spawn(_train_worker, args=(2, _free_port(), tmp_path), nprocs=2)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
         "cache", "cached", "resumed", "straight"]
-    assert len(list((tmp_path / "cache").iterdir())) == 1  # one teacher cache, built by rank 0
+    caches = [p for p in (tmp_path / "cache").iterdir() if p.name != "accuracy"]
+    assert len(caches) == 1  # one teacher cache, built by rank 0
+    # the teacher's validation and test accuracies, scored by both ranks together, are
+    # remembered once (by rank 0)
+    assert len(list((tmp_path / "cache" / "accuracy").glob("*.json"))) == 2
     for name in ("straight", "cached", "resumed"):
         run = tmp_path / name
         assert sorted(p.name for p in run.iterdir()) == [
