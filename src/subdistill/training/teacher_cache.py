@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from ..atomic import write_text
@@ -52,17 +53,23 @@ def _inputs(train: Dataset, batch_size: int) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
+def _content_hash(model: nn.Module, inputs: Tensor, labels: Tensor,
+                  settings: dict[str, Any]) -> str:
+    """Hash of a model's weights, a set of images and labels, and JSON ``settings``."""
+    digest = hashlib.sha256()
+    digest.update(model_fingerprint(model).encode())
+    digest.update(inputs.contiguous().numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()[:20]
+
+
 def cache_key(teacher: nn.Module, inputs: Tensor, labels: Tensor, *, copies: int, augment: str,
               seed: int, layers: Sequence[str], precision: str) -> str:
     """Hash of everything the cached outputs depend on."""
-    digest = hashlib.sha256()
-    digest.update(model_fingerprint(teacher).encode())
-    digest.update(inputs.contiguous().numpy().tobytes())
-    digest.update(labels.numpy().tobytes())
-    digest.update(json.dumps({"copies": copies, "augment": augment if copies > 1 else "none",
-                              "seed": seed, "layers": list(layers),
-                              "precision": precision}).encode())
-    return digest.hexdigest()[:20]
+    return _content_hash(teacher, inputs, labels, {
+        "copies": copies, "augment": augment if copies > 1 else "none", "seed": seed,
+        "layers": list(layers), "precision": precision})
 
 
 def cached_accuracy(root: str | Path, model: nn.Module, data: Dataset, *,
@@ -72,15 +79,12 @@ def cached_accuracy(root: str | Path, model: nn.Module, data: Dataset, *,
     ``root/accuracy`` by a hash of the model, the data and the precision: the runs of a
     benchmark score their common teacher on each validation and test split once."""
     inputs, labels = _inputs(data, batch_size)
-    digest = hashlib.sha256()
-    digest.update(model_fingerprint(model).encode())
-    digest.update(inputs.contiguous().numpy().tobytes())
-    digest.update(labels.numpy().tobytes())
-    digest.update(precision.encode())
-    path = Path(root) / "accuracy" / f"{digest.hexdigest()[:20]}.json"
+    key = _content_hash(model, inputs, labels, {"precision": precision})
+    path = Path(root) / "accuracy" / f"{key}.json"
     if path.is_file():
         return json.loads(path.read_text())["accuracy"]
-    value = accuracy(model, data, device, batch_size, precision, sharded=True)
+    value = accuracy(model, TensorDataset(inputs, labels), device, batch_size, precision,
+                     sharded=True)  # the images loaded for the key, not a second pass
     if is_main():
         write_text(path, json.dumps({"accuracy": value, "images": len(labels)}) + "\n")
     return value
