@@ -7,7 +7,8 @@ from torch import nn
 
 from subdistill.atomic import write_csv
 from subdistill.cli import main
-from subdistill.explain.analysis import TEACHER, agreement_rows, shared_scale_auc, summarize
+from subdistill.explain.analysis import (
+    TEACHER, agreement_rows, paired_differences, shared_scale_auc, summarize)
 from subdistill.models import create_model, save_weights
 
 
@@ -41,6 +42,18 @@ def test_agreement_rows_of_identical_models():
     summary = summarize(rows)
     assert {s["model"] for s in summary} == {TEACHER, "same"}
     assert all(s["pearson_n"] == 3 for s in summary)
+
+
+def test_paired_differences_pair_the_images():
+    r = {("ref", 0): 0.9, ("ref", 1): 0.2, ("ref", 2): 0.5,
+         ("other", 0): 0.7, ("other", 1): 0.1, ("other", 2): float("nan"),
+         (TEACHER, 0): 1.0, (TEACHER, 1): 1.0, (TEACHER, 2): 1.0}
+    rows = [{"attribution": "lrp", "model": m, "image": i, "pearson": v} for (m, i), v in r.items()]
+    rows.append({"attribution": "ig", "model": "other", "image": 0, "pearson": 0.3})  # no ref
+    (entry,) = paired_differences(rows, "ref")
+    assert (entry["attribution"], entry["model"], entry["n"]) == ("lrp", "other", 2)
+    assert entry["mean"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2; image 2 is not finite
+    assert entry["se"] == pytest.approx(math.sqrt(0.005) / math.sqrt(2))
 
 
 def test_explain_command_writes_figures_and_tables(tmp_path, capsys):
@@ -90,6 +103,8 @@ def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| ig | kd |" in text and "| ig | subdistill |" in text
     assert "fitnet" not in text  # another rho
+    assert "r of subdistill minus r of the other student" in text
+    assert text.split("Paired differences")[1].count("| ig | kd | ") == 1
 
     config["bench_seed"] = 1
     path.write_text(yaml.safe_dump(config))

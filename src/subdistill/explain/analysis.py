@@ -88,3 +88,25 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             entry[f"{metric}_n"] = len(finite)
         summary.append(entry)
     return summary
+
+
+def paired_differences(rows: Sequence[Mapping[str, Any]], reference: str,
+                       metric: str = "pearson") -> list[dict[str, Any]]:
+    """Per attribution method and student, ``reference``'s ``metric`` minus the student's on
+    the same image: mean, standard error (std / sqrt(n)) and n over the images where both are
+    finite. Paired, so the spread between images (large for heatmap correlations) cancels."""
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    for row in rows:
+        values.setdefault((row["attribution"], row["model"]), {})[row["image"]] = row[metric]
+    table = []
+    for (attribution, model), own in values.items():
+        ref = values.get((attribution, reference))
+        if model in (TEACHER, reference) or ref is None:
+            continue
+        diffs = torch.tensor([ref[i] - own[i] for i in own if i in ref], dtype=torch.float64)
+        diffs = diffs[torch.isfinite(diffs)]
+        n = len(diffs)
+        table.append({"attribution": attribution, "model": model, "n": n,
+                      "mean": float(diffs.mean()) if n else float("nan"),
+                      "se": float(diffs.std() / n ** 0.5) if n > 1 else float("nan")})
+    return table

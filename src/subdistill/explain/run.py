@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..experiment import build_model, load_task_data
 from ..subtask import restrict_teacher
 from ..training import seed_everything
-from .analysis import TEACHER, agreement_rows, heatmaps_for, summarize
+from .analysis import TEACHER, agreement_rows, heatmaps_for, paired_differences, summarize
 from .figure import heatmap_grid
 
 SUMMARY_METRICS = ("pearson", "cosine", "auc_own_order", "auc_teacher_order")
@@ -27,7 +27,8 @@ SUMMARY_METRICS = ("pearson", "cosine", "auc_own_order", "auc_teacher_order")
 @dataclass
 class ExplainConfig:
     """Teacher, student architecture, the students to compare (label -> weights file or run
-    directory), data/subtask, attribution methods and how many test images.
+    directory), data/subtask, attribution methods and how many test images. When a student
+    is labelled ``reference``, the summary adds its paired differences to every other student.
 
     ``bench`` names a benchmark's ``out_dir``: its finished final runs at ``data.subtask``,
     ``data.rho`` and ``bench_seed`` are added as students, labelled by method."""
@@ -42,6 +43,7 @@ class ExplainConfig:
     images: int = 16
     top_k: int = 5
     seed: int = 0
+    reference: str = "subdistill"
     out_dir: str = "runs/explain"
 
     def __post_init__(self) -> None:
@@ -103,8 +105,21 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
                      title=f"{method}: {data.subtask.name}")
     write_csv(out / "per_image.csv", rows)
     summary = summarize(rows)
-    write_text(out / "summary.md", format_summary(summary, len(picked)))
+    text = format_summary(summary, len(picked))
+    if config.reference in models:
+        text += "\n" + format_paired(paired_differences(rows, config.reference), config.reference)
+    write_text(out / "summary.md", text)
     return summary
+
+
+def format_paired(table: list[dict[str, Any]], reference: str) -> str:
+    """Markdown table of :func:`paired_differences` on the Pearson correlation."""
+    lines = [f"Paired differences of the heatmap correlation with the teacher: r of {reference} "
+             "minus r of the other student on the same image, mean ± standard error over the "
+             "images.", "", "| attribution | model | Δr | images |", "|---|---|---:|---:|"]
+    lines += [f"| {e['attribution']} | {e['model']} | {e['mean']:+.3f} ± {e['se']:.3f} | {e['n']} |"
+              for e in table]
+    return "\n".join(lines) + "\n"
 
 
 def format_summary(summary: list[dict[str, Any]], images: int) -> str:
