@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from ..methods import method_class
@@ -97,3 +97,12 @@ def same_run(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
         if (other.key, other.rho, other.seed, other.lam) == (cell.key, cell.rho, cell.seed, cell.lam):
             return other
     return None
+
+
+def final_runs(rows: Iterable[Mapping[str, Any]], out_dir: str | Path, subtask: str, rho: float,
+               seed: int) -> dict[str, Path]:
+    """Run directory per method of the final runs among ``rows`` (``results.csv`` rows, parsed
+    or not) at one (subtask, rho, seed)."""
+    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows
+            if r["stage"] == "final" and r["subtask"] == subtask and float(r["rho"]) == rho
+            and int(r["seed"]) == seed}

@@ -18,7 +18,8 @@ from ..experiment import load_full_data, run_distill
 from ..training.trainer import run_fingerprint
 from .agreement import bench_agreement
 from .config import BenchConfig
-from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells, subtask_label
+from .grid import (
+    Cell, choose_lambdas, final_cells, final_runs, same_run, selection_cells, subtask_label)
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     final = [r for r in rows if r["stage"] == "final"]
     write_report(out, final, lambdas)  # the tables first; explanations take a while
     if config.agreement.attributions:
-        write_report(out, final, lambdas, bench_agreement(config))
+        write_report(out, final, lambdas, bench_agreement(config, final))
     return rows
 
 
@@ -100,9 +101,8 @@ def final_run_dirs(out_dir: str | Path, subtask: str, rho: float, seed: int) -> 
     if not results.is_file():
         raise ConfigError(f"{results} does not exist: run `subdistill bench` first")
     with open(results, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["stage"] == "final"
-                and r["subtask"] == subtask and float(r["rho"]) == rho and int(r["seed"]) == seed]
-    if not rows:
+        runs = final_runs(csv.DictReader(handle), out_dir, subtask, rho, seed)
+    if not runs:
         raise ConfigError(f"{results} has no finished final run of subtask {subtask!r} at rho "
                           f"{rho:g}, seed {seed}")
-    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows}
+    return runs
