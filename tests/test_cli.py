@@ -63,7 +63,7 @@ def test_user_errors_are_one_line_without_traceback(digits_config, capsys):
 def test_methods_and_layers_listings(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    assert "subdistill" in out and "lambda = 100.0" in out and "kd" in out
+    assert "subdistill" in out and "lambda = 1.0" in out and "calibration" in out and "kd" in out
     assert main(["layers", "cifar_resnet", "--arg", "widths=[8,16,32]", "--input-size", "3,32,32"]) == 0
     out = capsys.readouterr().out
     assert "layer3" in out and "32" in out

@@ -175,9 +175,9 @@ def test_configs_hold_the_reference_schedule(name, augment, subtask, teacher):
     t = config.train
     assert (t.epochs, t.optimizer, t.lr, t.weight_decay, t.schedule, t.step_size, t.gamma,
             t.batch_size, t.augment) == (100, "adamw", 1e-3, 0.0, "step", 25, 0.5, 32, augment)
-    assert config.method == {"name": "subdistill", "lambda": 100.0, "temperature": 4.0,
-                             "basis": "subdistill", "normalization": "standardize",
-                             "positions": 20}
+    assert config.method == {"name": "subdistill", "lambda": 100.0, "calibration": "none",
+                             "temperature": 4.0, "basis": "subdistill",
+                             "normalization": "standardize", "scale": "none", "positions": 20}
     assert (config.data.subtask, config.data.rho, config.data.val_fraction) == (subtask, 0.8, 0.2)
     assert config.teacher.name == teacher
     assert config.teacher.pretrained == (teacher != "cifar_resnet18")

@@ -60,3 +60,17 @@ def test_invalid_grids():
         _grid(rhos=[0.8], epochs={0.1: 10})
     with pytest.raises(ConfigError, match="positive"):
         _grid(rhos=[0.8], epochs={0.8: 0})
+
+
+def test_per_method_candidates():
+    grid = _grid(methods=["at", "spkd", "kd"], lambdas={"at": [100.0, 1000.0, 10000.0],
+                                                        "spkd": [3000.0]},
+                 options={"at": {"calibration": "none"}, "spkd": {"calibration": "none"}})
+    cells = selection_cells(grid)
+    assert {c.method for c in cells} == {"at"}  # spkd has a single candidate
+    assert [c.lam for c in cells if c.subtask == "pets"] == [100.0, 1000.0, 10000.0]
+    chosen = choose_lambdas(grid, zip(cells, [0.5, 0.7, 0.7, 0.9, 0.6, 0.6]))
+    assert chosen == {("pets", "at"): 1000.0, ("1-9", "at"): 100.0, ("pets", "spkd"): 3000.0,
+                      ("1-9", "spkd"): 3000.0}
+    with pytest.raises(ConfigError, match="no candidates for method spkd"):
+        _grid(methods=["at", "spkd"], lambdas={"at": [1.0]})

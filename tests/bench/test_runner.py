@@ -55,6 +55,11 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
     summary = (out / "summary.md").read_text()
     assert "confusable, rho = 0.8" in summary and "confusable, rho = 0.2" in summary
     assert "**" in summary and "teacher on the subtask" in summary
+    assert "λ selection: confusable (validation accuracy, rho 0.8, seed 0)" in summary
+    assert f"**{float(best['best_val_accuracy']):.4f}**" in summary  # the choice and its score
+    weights = [json.loads(r["layer_weights"]) for r in final if r["method"] == "subdistill"]
+    assert all(set(w) == {"layer/layer3"} and w["layer/layer3"] > 0 for w in weights)
+    assert "raw layer weights of the chosen run" in summary
     for name in ("confusable_bars.png", "confusable_rho.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert len(list(out.rglob("summary.json"))) == 2 + 8 - 1  # one final run reuses a selection run

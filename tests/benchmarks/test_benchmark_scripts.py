@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import step_time  # noqa: E402
 import subspace_fit  # noqa: E402
 import teacher_cache  # noqa: E402
+import lambda_sweep  # noqa: E402
 
 MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
 
@@ -113,3 +114,44 @@ def test_teacher_cache_benchmark_compares_live_and_cached_epochs(tmp_path):
         assert len(row["live_epochs_s"]) == len(row["cached_epochs_s"]) == 2
         assert row["speedup"] == pytest.approx(row["live_epoch_s"] / row["cached_epoch_s"])
     assert "| subdistill |" in teacher_cache.format_table(saved)
+
+
+def test_lambda_sweep_ledger_table_and_resume(tmp_path):
+    from subdistill.models import create_model, save_weights
+    from subdistill.demo import SETTINGS
+
+    weights = tmp_path / "teacher.safetensors"
+    save_weights(create_model("cifar_resnet", 10, 1, **SETTINGS["digits"].teacher_args), weights)
+    out = tmp_path / "sweep.csv"
+    argv = ["--out", str(out), "--teacher-weights", str(weights), "--methods", "fitnet,kd",
+            "--seeds", "0", "--sweep", "1,10", "--epochs", "1"]
+    table = lambda_sweep.main(argv)
+    rows = lambda_sweep.read_ledger(out)
+    assert sorted((r["teacher"], r["method"], r["setting"]) for r in rows) == sorted(
+        (t, m, s) for t in ("demo", "rescaled") for m, s in
+        [("fitnet", "default"), ("fitnet", "lambda=1"), ("fitnet", "lambda=10"), ("kd", "default")])
+    weights_of = {(r["teacher"], r["setting"]): json.loads(r["layer_weights"]) for r in rows
+                  if r["method"] == "fitnet"}
+    assert weights_of[("demo", "lambda=10")] == {f"layer/layer{i}": 10.0 for i in (1, 2, 3)}
+    calibrated = weights_of[("demo", "default")], weights_of[("rescaled", "default")]
+    assert calibrated[1]["layer/layer2"] < calibrated[0]["layer/layer2"] / 10  # 100x larger map
+    assert calibrated[1]["layer/layer1"] == pytest.approx(calibrated[0]["layer/layer1"], rel=1e-5)
+    assert "| demo | fitnet |" in table and out.with_suffix(".md").is_file()
+    lambda_sweep.main(argv)  # a rerun finds every run in the ledger
+    assert len(lambda_sweep.read_ledger(out)) == len(rows)
+
+
+def test_rescaled_teacher_predicts_the_same():
+    import torch
+    from subdistill.models import create_model
+
+    torch.manual_seed(0)
+    teacher = create_model("cifar_resnet", 10, 1, depth=8, widths=[8, 16, 16]).eval()
+    scaled = lambda_sweep.rescaled(teacher, "layer2", "layer3", 100.0).eval()
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(scaled(x), teacher(x), rtol=1e-4, atol=1e-5)
+    maps = {}
+    for name, model in (("plain", teacher), ("scaled", scaled)):
+        model.layer2.register_forward_hook(lambda m, a, o, n=name: maps.__setitem__(n, o))
+        model(x)
+    torch.testing.assert_close(maps["scaled"], 100 * maps["plain"], rtol=1e-4, atol=1e-4)

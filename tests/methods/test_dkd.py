@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 import subdistill.methods.dkd  # noqa: F401  (registers the method)
 from subdistill.methods.base import StepOutputs, build_method
-from subdistill.methods.dkd import dkd_loss, nckd_loss, tckd_loss
+from subdistill.errors import ConfigError
+from subdistill.methods.dkd import dkd_loss, nckd_loss, tckd_loss, warmup_factor
 
 
 def _softmax(z):
@@ -75,13 +76,48 @@ def test_gradients_reach_the_student_with_a_no_grad_teacher():
     assert student.grad.abs().sum() > 0
 
 
-def test_method_returns_weighted_terms():
+def test_defaults_are_mdistillers_cifar_settings():
     method = build_method("dkd")
-    assert method.options == {"alpha": 1.0, "beta": 8.0, "temperature": 1.0}
+    assert method.options == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "ce_weight": 1.0,
+                              "warmup": pytest.approx(20 / 240)}
     assert not method.uses_layers and list(method.parameters()) == []
+
+
+@pytest.mark.parametrize("epoch, epochs", [(1, 240), (10, 240), (20, 240), (30, 240), (1, 12),
+                                           (2, 3)])
+def test_warmup_and_ce_follow_mdistillers_formula(epoch, epochs):
+    """CE + min(epoch / warmup_epochs, 1) · (α·TCKD + β·NCKD), warm-up 20 of 240 epochs."""
+    torch.manual_seed(epoch)
+    zs, zt, y = torch.randn(6, 4) * 2, torch.randn(6, 4) * 2, torch.tensor([0, 1, 2, 3, 0, 1])
+    terms = build_method("dkd")(StepOutputs(student_logits=zs, labels=y, teacher_logits=zt,
+                                            epoch=epoch, epochs=epochs))
+    ramp = min(epoch / (20 * epochs / 240), 1.0)
+    tckd, nckd = _hand_dkd(zs.tolist(), zt.tolist(), y.tolist(), 1.0, 8.0, 4.0)
+    assert set(terms) == {"ce", "tckd", "nckd"}
+    assert terms["ce"].item() == pytest.approx(F.cross_entropy(zs, y).item(), rel=1e-6)
+    assert terms["tckd"].item() == pytest.approx(ramp * tckd, rel=1e-5)
+    assert terms["nckd"].item() == pytest.approx(ramp * nckd, rel=1e-5)
+    assert warmup_factor(epoch / epochs, 0.0) == 1.0
+
+
+def test_authors_variant_has_no_ce_and_no_warmup():
     zs, zt, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    terms = build_method("dkd", alpha=2.0, beta=3.0, temperature=2.0)(
-        StepOutputs(student_logits=zs, labels=y, teacher_logits=zt))
+    terms = build_method("dkd", temperature=1.0, ce_weight=0.0, warmup=0.0)(
+        StepOutputs(student_logits=zs, labels=y, teacher_logits=zt, epoch=1, epochs=100))
     assert set(terms) == {"tckd", "nckd"}
+    assert terms["nckd"].item() == pytest.approx(8 * nckd_loss(zs, zt, y, 1.0).item(), rel=1e-6)
+
+
+def test_method_returns_weighted_terms():
+    zs, zt, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    terms = build_method("dkd", alpha=2.0, beta=3.0, temperature=2.0, warmup=0.0)(
+        StepOutputs(student_logits=zs, labels=y, teacher_logits=zt))
+    assert set(terms) == {"tckd", "nckd", "ce"}
     assert terms["tckd"].item() == pytest.approx(2 * tckd_loss(zs, zt, y, 2.0).item(), rel=1e-6)
     assert terms["nckd"].item() == pytest.approx(3 * nckd_loss(zs, zt, y, 2.0).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"warmup": 1.5}, {"warmup": -0.1}, {"temperature": 0.0}])
+def test_bad_options_are_config_errors(options):
+    with pytest.raises(ConfigError):
+        build_method("dkd", **options)

@@ -46,9 +46,10 @@ def test_gradients_reach_the_student_with_a_no_grad_teacher():
 
 
 def test_method_returns_kd_and_layer_terms():
-    method = build_method("spkd", [PAIR])
-    assert method.options == {"lambda": 100.0, "temperature": 4.0}
+    method = build_method("spkd", [PAIR], calibration="none")
+    assert method.options == {"lambda": 3000.0, "temperature": 4.0, "calibration": "none"}
     t_map, s_map = torch.randn(4, 6, 4, 4), torch.randn(4, 3, 2, 2)
     terms = method(layer_step(t_map, s_map))
     assert set(terms) == {"kd", "layer/t"}
-    assert terms["layer/t"].item() == pytest.approx(100 * spkd_loss(t_map, s_map).item(), rel=1e-5)
+    assert terms["layer/t"].item() == pytest.approx(3000 * spkd_loss(t_map, s_map).item(),
+                                                    rel=1e-5)

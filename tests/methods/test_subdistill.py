@@ -6,6 +6,7 @@ from method_helpers import layer_step
 from subdistill.methods import LayerPair, build_method, describe_methods
 from subdistill.methods.subdistill import ChannelNormalization, SubspaceHead
 from subdistill.subspace import relevant_basis
+from subdistill.subspace.basis import Basis
 
 
 def _basis(d=6, k=3, seed=0):
@@ -111,3 +112,49 @@ def test_registry_lists_methods_with_descriptions():
     methods = describe_methods()
     assert {"subdistill", "kd", "student-only"} <= set(methods)
     assert all(cls.description for cls in methods.values())
+
+
+def test_learned_scale_starts_where_the_prediction_has_the_targets_energy():
+    basis = _basis(d=6, k=3)
+    head = SubspaceHead(basis, 3)
+    assert head.log_scale.exp().item() == pytest.approx((basis.energy / 3) ** 0.5, rel=1e-6)
+    assert SubspaceHead(basis, 3, scale="none").log_scale is None
+    assert SubspaceHead(basis, 3, normalization="center").log_scale.item() == 0.0
+
+
+def _fit_head(scale, steps=600):
+    """Train a head and a free student map on a target of energy E = 25 k; the final loss."""
+    torch.manual_seed(0)
+    d, k = 6, 3
+    u, _ = torch.linalg.qr(torch.randn(d, k, dtype=torch.float64))
+    sigma = torch.tensor([3.0, 5.0, 6.5])  # E = Σσ² = 75.25 ≠ k
+    z = torch.randn(32, k, 2, 2)
+    z = (z - z.mean(dim=(0, 2, 3), keepdim=True)) / z.std(dim=(0, 2, 3), unbiased=False,
+                                                          keepdim=True)  # exactly E = Σσ²
+    teacher_map = torch.einsum("dk,bkhw->bdhw", u.float(), sigma[None, :, None, None] * z) + 1.0
+    basis = Basis(U=u, mean=torch.ones(d, dtype=torch.float64), energy=float((sigma**2).sum()),
+                  eigenvalues=torch.ones(k, dtype=torch.float64), method="subdistill")
+    head = SubspaceHead(basis, k, scale=scale)
+    student_map = torch.nn.Parameter(torch.randn(32, k, 2, 2))
+    opt = torch.optim.Adam([student_map, *head.parameters()], lr=0.05)
+    for _ in range(steps):
+        loss = head(teacher_map, student_map)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head(teacher_map, student_map).item(), basis.energy / k
+
+
+def test_the_learned_scale_lets_the_loss_reach_zero():
+    """With the authors' head (standardised prediction, no scale) the energy-normalised loss
+    cannot fall below (1 − √(k/E))²; with the learned scale it goes to ~0."""
+    learned, ratio = _fit_head("learned")
+    authors, _ = _fit_head("none")
+    floor = (1 - ratio ** -0.5) ** 2
+    assert learned < 0.01
+    assert authors >= floor - 1e-3 and floor > 0.5
+
+
+def test_scale_option_is_validated():
+    with pytest.raises(ConfigError, match="unknown scale"):
+        build_method("subdistill", [_pair()], scale="fixed")

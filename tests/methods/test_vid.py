@@ -58,6 +58,7 @@ def test_golden_loss_by_hand():
 
 
 def test_gradients_reach_student_regressor_and_variance_without_teacher_gradients():
+    torch.manual_seed(0)  # a head whose ReLUs are not all dead on these few inputs
     method = build_method("vid", [PAIR])
     with torch.no_grad():
         teacher = torch.randn(2, 2, 4, 4)

@@ -16,7 +16,11 @@ class GridConfig:
     """What varies: methods, subtasks, training fractions rho, seeds, and the λ candidates.
 
     λ is chosen once per (subtask, layer-wise method) on the validation split of the run at
-    ``selection_rho`` and ``selection_seed``, and reused for every other cell. ``options`` fixes
+    ``selection_rho`` and ``selection_seed``, and reused for every other cell. ``lambdas`` is
+    one list of candidates for every layer-wise method (with the default ``calibration:
+    gradient`` they are ratios to the KD term, comparable across methods) or a mapping from
+    method to its own list (e.g. raw weights around each paper's value with ``calibration:
+    none`` in ``options``). ``options`` fixes
     further hyper-parameters per method, e.g. ``{vid: {init_variance: 5.0}}``. ``epochs`` maps
     a rho to its number of training epochs (e.g. more epochs for scarcer data); rhos not
     listed use ``train.epochs``.
@@ -26,7 +30,7 @@ class GridConfig:
     subtasks: list[Union[str, list[Union[int, str]]]] = field(default_factory=lambda: ["confusable"])
     rhos: list[float] = field(default_factory=lambda: [0.8])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    lambdas: list[float] = field(default_factory=lambda: [100.0])
+    lambdas: Union[list[float], dict[str, list[float]]] = field(default_factory=lambda: [1.0])
     selection_rho: float = 0.8
     selection_seed: int = 0
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -49,6 +53,18 @@ class GridConfig:
         for name, options in self.options.items():
             if "lambda" in options:
                 raise ConfigError(f"grid.options.{name}.lambda: λ comes from grid.lambdas")
+        if isinstance(self.lambdas, dict):
+            layerwise = [m for m in self.methods if "lambda" in method_class(m).hparams]
+            for name in self.lambdas:
+                method_class(name)
+            for name in layerwise:
+                if not self.lambdas.get(name):
+                    raise ConfigError(f"grid.lambdas has no candidates for method {name}: give "
+                                      "every layer-wise method of grid.methods a list")
+
+    def candidates(self, method: str) -> list[float]:
+        """The λ candidates of ``method``."""
+        return self.lambdas[method] if isinstance(self.lambdas, dict) else self.lambdas
 
 
 @dataclass

@@ -55,28 +55,27 @@ class Cell:
 
 def selection_cells(grid: GridConfig) -> list[Cell]:
     """Runs that choose λ: every candidate, for every subtask and layer-wise method, at
-    ``selection_rho`` and ``selection_seed`` (none when there is a single candidate)."""
-    if len(grid.lambdas) < 2:
-        return []
+    ``selection_rho`` and ``selection_seed`` (none for a method with a single candidate)."""
     return [Cell("select", subtask, method, grid.selection_rho, grid.selection_seed, lam)
-            for subtask in grid.subtasks for method in grid.methods if uses_lambda(method)
-            for lam in grid.lambdas]
+            for subtask in grid.subtasks for method in grid.methods
+            if uses_lambda(method) and len(grid.candidates(method)) > 1
+            for lam in grid.candidates(method)]
 
 
 def choose_lambdas(grid: GridConfig, results: Iterable[tuple[Cell, float]]) -> dict[tuple, float]:
     """λ per (subtask, method): the candidate with the best validation accuracy (the first
-    candidate of ``grid.lambdas`` among equals); the only candidate when there is one."""
+    of the method's candidates among equals); the only candidate when there is one."""
     chosen: dict[tuple, tuple[float, float]] = {}
-    order = {lam: i for i, lam in enumerate(grid.lambdas)}
     for cell, val_accuracy in results:
+        order = grid.candidates(cell.method).index
         best = chosen.get(cell.key)
-        if best is None or (val_accuracy, -order[cell.lam]) > (best[1], -order[best[0]]):
+        if best is None or (val_accuracy, -order(cell.lam)) > (best[1], -order(best[0])):
             chosen[cell.key] = (cell.lam, val_accuracy)
     lambdas = {key: lam for key, (lam, _) in chosen.items()}
     for subtask in grid.subtasks:
         for method in grid.methods:
             if uses_lambda(method):
-                lambdas.setdefault((subtask_label(subtask), method), grid.lambdas[0])
+                lambdas.setdefault((subtask_label(subtask), method), grid.candidates(method)[0])
     return lambdas
 
 

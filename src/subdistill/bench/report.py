@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -59,13 +60,47 @@ def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, flo
     return "\n".join(lines)
 
 
+def format_selection(selection: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> str:
+    """Markdown: per subtask, the validation accuracy of every λ candidate of every method
+    (the runs that chose λ), the chosen one in bold, and the raw layer weights that the
+    chosen λ became (after calibration); empty without selection runs."""
+    lines = []
+    for subtask in sorted({r["subtask"] for r in selection}):
+        rows = [r for r in selection if r["subtask"] == subtask]
+        candidates = sorted({float(r["lambda"]) for r in rows})
+        first = rows[0]
+        lines += [f"### λ selection: {subtask} (validation accuracy, rho {float(first['rho']):g}, "
+                  f"seed {first['seed']})", "",
+                  "| method |" + "".join(f" λ = {lam:g} |" for lam in candidates)
+                  + " chosen | raw layer weights of the chosen run |",
+                  "|---|" + "---:|" * (len(candidates) + 1) + "---|"]
+        for method in sorted({r["method"] for r in rows}):
+            scores = {float(r["lambda"]): float(r["best_val_accuracy"]) for r in rows
+                      if r["method"] == method}
+            chosen = lambdas.get((subtask, method))
+            cells = "".join(
+                "  |" if lam not in scores else
+                (f" **{scores[lam]:.4f}** |" if lam == chosen else f" {scores[lam]:.4f} |")
+                for lam in candidates)
+            raw = next((r.get("layer_weights") or "{}" for r in rows if r["method"] == method
+                        and float(r["lambda"]) == chosen), "{}")
+            weights = ", ".join(f"{k.removeprefix('layer/')} {v:.3g}"
+                                for k, v in json.loads(raw).items())
+            lines.append(f"| {method} |{cells} {'' if chosen is None else f'{chosen:g}'} | "
+                         f"{weights} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
                  agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
-                 | None = None) -> None:
-    """Write ``summary.md`` (see :func:`format_report`), a bar chart per subtask (largest rho)
-    and an accuracy-versus-rho plot per subtask into ``out``."""
+                 | None = None, selection: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Write ``summary.md`` (see :func:`format_report`, then :func:`format_selection` of the
+    ``selection`` runs), a bar chart per subtask (largest rho) and an accuracy-versus-rho plot
+    per subtask into ``out``."""
     write_text(out / "summary.md",
-               "# Benchmark summary\n\n" + format_report(rows, lambdas, agreement))
+               "# Benchmark summary\n\n" + format_report(rows, lambdas, agreement)
+               + format_selection(selection, lambdas))
     groups = aggregate(rows)
     for subtask in sorted({s for s, _ in groups}):
         rhos = sorted(r for s, r in groups if s == subtask)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
            "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "student_parameters",
-           "seconds", "run_dir"]
+           "seconds", "layer_weights", "run_dir"]
 
 
 def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
@@ -58,7 +58,8 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
     summary = json.loads(summary_file.read_text())
     return {"stage": cell.stage, "subtask": subtask_label(cell.subtask), "method": cell.method,
             "rho": cell.rho, "seed": cell.seed, "lambda": cell.lam, "run_dir": str(cell.path),
-            **{k: summary[k] for k in COLUMNS if k in summary}}
+            **{k: summary[k] for k in COLUMNS if k in summary and k != "layer_weights"},
+            "layer_weights": json.dumps(summary.get("layer_weights", {}))}
 
 
 def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
@@ -88,9 +89,10 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
         else:
             record(run_cell(config, cell, out, full))
     final = [r for r in rows if r["stage"] == "final"]
-    write_report(out, final, lambdas)  # the tables first; explanations take a while
+    chose = [r for r in rows if r["stage"] == "select"]
+    write_report(out, final, lambdas, selection=chose)  # explanations take a while
     if config.agreement.attributions:
-        write_report(out, final, lambdas, bench_agreement(config, final))
+        write_report(out, final, lambdas, bench_agreement(config, final), chose)
     return rows
 
 

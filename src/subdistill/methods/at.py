@@ -20,8 +20,8 @@ def attention_loss(student_map: Tensor, teacher_map: Tensor) -> Tensor:
     """``mean_{b, j} (q_s[b, j] − q_t[b, j])²`` over batch and positions.
 
     The paper writes ``β/2 · ‖q_s − q_t‖₂`` per sample (a norm, not squared); the authors'
-    code, and this function, take the mean squared difference instead (the spec's baseline),
-    and the layer weight λ plays the role of β/2 (β = 1000 in the paper, λ = 100 here).
+    code, and this function, take the mean squared difference instead (the spec's baseline);
+    the uncalibrated weight is β = 1000, as in RepDistiller and mdistiller.
     """
     return (attention_map(student_map) - attention_map(teacher_map)).pow(2).mean()
 
@@ -33,6 +33,7 @@ class AT(LayerwiseMethod):
     name = "at"
     description = "attention transfer: L2-normalised maps mean_c(F²), mean squared difference"
     hparams = {**LayerwiseMethod.hparams}
+    published_lambda = 1000.0  # β of RepDistiller / mdistiller
 
     def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         teacher_map, student_map = align(teacher_map, student_map)

@@ -44,6 +44,13 @@ class StepOutputs:
     teacher_logits: Tensor | None = None
     student_features: dict[str, Tensor] = field(default_factory=dict)
     teacher_features: dict[str, Tensor] = field(default_factory=dict)
+    epoch: int = 1  # the current epoch, counted from 1
+    epochs: int = 1  # the run's number of epochs
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done at the end of the current epoch (``epoch / epochs``)."""
+        return self.epoch / self.epochs
 
 
 @dataclass

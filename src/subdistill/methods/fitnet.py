@@ -7,14 +7,23 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..taps import align
 from .base import LayerPair, register_method
 from .layerwise import LayerwiseMethod
 
 
-def hint_loss(regressed: Tensor, teacher_map: Tensor) -> Tensor:
-    """FitNets hint loss: ``mean((r(S) − T)²)`` over batch, channels and positions."""
-    return (regressed - teacher_map).pow(2).mean()
+REDUCTIONS = ("channel-mean", "channel-sum")
+
+
+def hint_loss(regressed: Tensor, teacher_map: Tensor, reduction: str = "channel-mean") -> Tensor:
+    """FitNets hint loss: ``mean((r(S) − T)²)`` over batch, channels and positions
+    (``channel-mean``, mdistiller's MSE), or summed over the channels and averaged over batch
+    and positions (``channel-sum``, the SubDistill authors' code: d times larger)."""
+    squared = (regressed - teacher_map).pow(2)
+    if reduction == "channel-sum":
+        return squared.sum(dim=1).mean()
+    return squared.mean()
 
 
 @register_method
@@ -24,10 +33,14 @@ class FitNet(LayerwiseMethod):
 
     name = "fitnet"
     description = "FitNets: 1×1 conv regressor k→d (optional ReLU) fits the teacher map, MSE"
-    hparams = {**LayerwiseMethod.hparams, "relu": False}
+    hparams = {**LayerwiseMethod.hparams, "relu": False, "reduction": "channel-mean"}
+    published_lambda = 100.0  # mdistiller's hint weight, with the channel-mean MSE
 
     def __init__(self, pairs: Sequence[LayerPair], **options: Any):
         super().__init__(pairs, **options)
+        if self.options["reduction"] not in REDUCTIONS:
+            raise ConfigError(f"method fitnet: reduction must be one of {', '.join(REDUCTIONS)}, "
+                              f"got {self.options['reduction']!r}")
         self.regressors = nn.ModuleList(
             nn.Sequential(nn.Conv2d(p.student_channels, p.teacher_channels, kernel_size=1),
                           *([nn.ReLU()] if self.options["relu"] else []))
@@ -36,4 +49,5 @@ class FitNet(LayerwiseMethod):
 
     def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         teacher_map, student_map = align(teacher_map, student_map)
-        return hint_loss(self.regressors[index](student_map), teacher_map)
+        return hint_loss(self.regressors[index](student_map), teacher_map,
+                         self.options["reduction"])

@@ -28,6 +28,7 @@ class SPKD(LayerwiseMethod):
     name = "spkd"
     description = "similarity-preserving KD: match row-normalised batch Gram matrices per pair (+ KD)"
     hparams = {**LayerwiseMethod.hparams}
+    published_lambda = 3000.0  # γ of the SPKD paper, RepDistiller and mdistiller
 
     def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         return spkd_loss(teacher_map, student_map)

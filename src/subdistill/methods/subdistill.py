@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from .base import PrepareContext, register_method
 from .layerwise import LayerwiseMethod
 
 NORMALIZATIONS = ("standardize", "center", "none")
+SCALES = ("learned", "none")
 
 
 class ChannelNormalization(nn.Module):
@@ -56,12 +58,20 @@ class ChannelNormalization(nn.Module):
         return x - mean[:, None, None]
 
 
+def initial_log_scale(energy: float, k: int, normalization: str) -> float:
+    """``log √(E / k)``: the scale at which a standardised k-channel prediction (total variance
+    k) has the target's total variance E. 0 for the other normalisations."""
+    return 0.5 * math.log(energy / k) if normalization == "standardize" and energy > 0 else 0.0
+
+
 class SubspaceHead(nn.Module):
     """Training-only head of one pair: fixed teacher projection ``Uᵀ(T − μ)`` and learnable
-    ``Q · n(S)`` with Q a k × k orthogonal matrix."""
+    ``s · Q · n(S)`` with Q a k × k orthogonal matrix and s > 0 a learned scale
+    (``scale: learned``, initialised by :func:`initial_log_scale`) or 1 (``scale: none``, the
+    authors' head: with ``standardize`` its loss cannot fall below ``(1 − √(k/E))²``)."""
 
     def __init__(self, basis: Basis, student_channels: int, normalization: str = "standardize",
-                 energy_norm: bool = True):
+                 energy_norm: bool = True, scale: str = "learned"):
         super().__init__()
         if basis.k != student_channels:
             raise BasisError(f"the basis keeps k={basis.k} directions but the student layer has "
@@ -74,6 +84,8 @@ class SubspaceHead(nn.Module):
         self.register_buffer("energy", torch.tensor(float(energy)))
         self.norm = ChannelNormalization(student_channels, normalization)
         self.rotation = orthogonal(nn.Linear(student_channels, student_channels, bias=False))
+        self.log_scale = nn.Parameter(torch.tensor(
+            initial_log_scale(basis.energy, basis.k, normalization))) if scale == "learned" else None
 
     def target(self, teacher_map: Tensor) -> Tensor:
         """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W), computed as a
@@ -82,8 +94,11 @@ class SubspaceHead(nn.Module):
         return F.conv2d(teacher_map, weight[:, :, None, None], -(weight @ self.mean))
 
     def prediction(self, student_map: Tensor) -> Tensor:
-        """Student coordinates ``Q · n(S)`` at every position, (B, k, H, W)."""
-        return torch.einsum("jk,bkhw->bjhw", self.rotation.weight, self.norm(student_map))
+        """Student coordinates ``s · Q · n(S)`` at every position, (B, k, H, W)."""
+        rotation = self.rotation.weight
+        if self.log_scale is not None:
+            rotation = self.log_scale.exp() * rotation
+        return torch.einsum("jk,bkhw->bjhw", rotation, self.norm(student_map))
 
     def forward(self, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         teacher_map, student_map = align(teacher_map, student_map)
@@ -98,6 +113,7 @@ class SubDistill(LayerwiseMethod):
         **LayerwiseMethod.hparams,
         "basis": "subdistill",
         "normalization": "standardize",
+        "scale": "learned",
         "energy_norm": True,
         "positions": 20,
         "bases_file": "",
@@ -111,6 +127,9 @@ class SubDistill(LayerwiseMethod):
         if self.options["normalization"] not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalization {self.options['normalization']!r}; "
                               f"choose one of {', '.join(NORMALIZATIONS)}")
+        if self.options["scale"] not in SCALES:
+            raise ConfigError(f"unknown scale {self.options['scale']!r}; choose one of "
+                              f"{', '.join(SCALES)}")
         for pair in self.pairs:  # fail before the fit, not after it
             try:
                 check_k(pair.student_channels, pair.teacher_channels)
@@ -125,7 +144,7 @@ class SubDistill(LayerwiseMethod):
         self.bases = self._bases(context)
         self.heads = nn.ModuleList(
             SubspaceHead(self.bases[p.teacher], p.student_channels, self.options["normalization"],
-                         self.options["energy_norm"])
+                         self.options["energy_norm"], self.options["scale"])
             for p in self.pairs
         ).to(context.device)
 

@@ -60,6 +60,7 @@ class VID(LayerwiseMethod):
     name = "vid"
     description = "VID: Gaussian NLL of the teacher map given the student, learned variance"
     hparams = {**LayerwiseMethod.hparams, "init_variance": 5.0}
+    published_lambda = 1.0  # the feature weight of RepDistiller and mdistiller
 
     def __init__(self, pairs: Sequence[LayerPair], **options: Any):
         super().__init__(pairs, **options)

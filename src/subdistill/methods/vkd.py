@@ -24,6 +24,7 @@ class VkD(LayerwiseMethod):
     name = "vkd"
     description = "orthogonal projection k→d of the pooled student feature onto the layer-normed teacher's (+ KD)"
     hparams = {**LayerwiseMethod.hparams}
+    published_lambda = 100.0  # the SubDistill authors' shared λ (their baseline runs)
 
     def __init__(self, pairs, **options):
         super().__init__(pairs, **options)

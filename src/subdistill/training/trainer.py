@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from ..frozen import frozen
 from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, method_class
 from ..subtask import Subtask, restrict_teacher
 from ..taps import LayerTaps, as_grid
+from ..methods.layerwise import LayerwiseMethod
+from .calibration import CALIBRATION_BATCHES, calibrate, collapse_message
 from .evaluate import accuracy
 from .checkpoint import config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .optim import build_optimizer, build_schedule
@@ -34,6 +37,8 @@ from .pairs import probe_pairs
 from .rundir import RunDirectory
 from .teacher_cache import TeacherCache, cached_accuracy
 
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 PRECISIONS = ("fp32", "bf16")
@@ -192,20 +197,47 @@ class _StudentStep(nn.Module):
     loss terms (and the student's logits), so that DistributedDataParallel can wrap both."""
 
     def __init__(self, student: nn.Module, algorithm: DistillMethod, taps: LayerTaps,
-                 device: torch.device, precision: str):
+                 device: torch.device, precision: str, epochs: int = 1):
         super().__init__()
         self.student, self.algorithm = student, algorithm
         self.taps, self.device, self.precision = taps, device, precision
+        self.epoch, self.epochs = 1, epochs  # the trainer sets the epoch (from 1) as it goes
+
+    def step_outputs(self, x: Tensor, y: Tensor, teacher_logits: Tensor | None,
+                     teacher_features: dict[str, Tensor]) -> StepOutputs:
+        """The student's forward on ``x`` and what the method needs of this step."""
+        with autocast(self.device, self.precision):
+            logits = self.student(x).float()
+        return StepOutputs(
+            student_logits=logits, labels=y, teacher_logits=teacher_logits,
+            student_features={k: as_grid(v.float()) for k, v in self.taps.outputs.items()},
+            teacher_features=teacher_features, epoch=self.epoch, epochs=self.epochs)
 
     def forward(self, x: Tensor, y: Tensor, teacher_logits: Tensor | None,
                 teacher_features: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        with autocast(self.device, self.precision):
-            logits = self.student(x).float()
-        outputs = StepOutputs(
-            student_logits=logits, labels=y, teacher_logits=teacher_logits,
-            student_features={k: as_grid(v.float()) for k, v in self.taps.outputs.items()},
-            teacher_features=teacher_features)
-        return self.algorithm(outputs), logits
+        outputs = self.step_outputs(x, y, teacher_logits, teacher_features)
+        return self.algorithm(outputs), outputs.student_logits
+
+
+def _teacher_outputs(teacher: nn.Module, taps: LayerTaps, x: Tensor, device: torch.device,
+                     precision: str) -> tuple[Tensor, dict[str, Tensor]]:
+    """The frozen teacher's logits on ``x`` and its tapped maps as (B, C, H, W) grids."""
+    with torch.no_grad(), autocast(device, precision):
+        logits = teacher(x).float()
+    return logits, {k: as_grid(v.float()) for k, v in taps.outputs.items()}
+
+
+def _calibration_batches(train: Dataset, cfg: TrainConfig,
+                         device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """The first unaugmented training batches, in order (the same in every process)."""
+    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=False)
+    batches = []
+    for x, y, *_ in loader:
+        if len(batches) == CALIBRATION_BATCHES:
+            break
+        if x.shape[0] > 1 or not batches:  # batch normalisation cannot train on one image
+            batches.append((to_layout(x.to(device), cfg.channels_last), y.to(device)))
+    return batches
 
 
 def _train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: LayerTaps | None,
@@ -229,9 +261,8 @@ def _train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: Laye
             teacher_logits = cached[0].logits.to(device)
             teacher_features = {k: v.to(device) for k, v in cached[0].features.items()}
         elif teacher is not None:
-            with torch.no_grad(), autocast(device, cfg.precision):
-                teacher_logits = teacher(x).float()
-            teacher_features = {k: as_grid(v.float()) for k, v in teacher_taps.outputs.items()}
+            teacher_logits, teacher_features = _teacher_outputs(teacher, teacher_taps, x, device,
+                                                                cfg.precision)
         terms, logits = model(x, y, teacher_logits, teacher_features)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
@@ -414,13 +445,20 @@ def distill(
             stack.enter_context(frozen(teacher))
             teacher_taps = stack.enter_context(
                 LayerTaps(teacher, [p.teacher for p in layer_pairs]))
-        step = model = _StudentStep(student, algorithm, student_taps, device, cfg.precision)
+        step = model = _StudentStep(student, algorithm, student_taps, device, cfg.precision,
+                                    cfg.epochs)
+        if isinstance(algorithm, LayerwiseMethod) and not resuming:
+            calibrate(algorithm, student, lambda x, y: step.step_outputs(
+                x, y, *_teacher_outputs(teacher, teacher_taps, x, device, cfg.precision)),
+                _calibration_batches(train, cfg, device))
         if is_distributed():  # gradients of student and heads are averaged over processes
             model = DistributedDataParallel(
                 step, device_ids=[device.index] if device.type == "cuda" else None)
         validate_after = validation_epochs(cfg.epochs, cfg.evaluations)
+        classes, collapse_reported = _num_classes(train), False
         for epoch in epochs:
             started = time.perf_counter()
+            step.epoch = epoch + 1
             if is_distributed():  # each process its own augmentations, reproducible on resume
                 torch.manual_seed(int(np.random.SeedSequence(
                     [cfg.seed, epoch, rank()]).generate_state(1)[0]))
@@ -441,6 +479,10 @@ def distill(
                                                cfg.precision, sharded=True)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
+            collapse = None if collapse_reported else collapse_message(history, classes, cfg.epochs)
+            if collapse is not None and main:
+                log.warning("%s: %s", method, collapse)
+                collapse_reported = True
             if row.get("val_accuracy", -1.0) > best["val_accuracy"]:
                 best = {"epoch": epoch + 1, "val_accuracy": row["val_accuracy"],
                         "state": copy.deepcopy(student.state_dict())}
@@ -484,5 +526,7 @@ def distill(
             "teacher_val_accuracy": result.teacher_val_accuracy,
             "teacher_test_accuracy": result.teacher_test_accuracy,
             "student_parameters": sum(p.numel() for p in student.parameters()),
-            "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in history)})
+            "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in history),
+            **({"layer_weights": algorithm.named_weights()}
+               if isinstance(algorithm, LayerwiseMethod) else {})})
     return result
