@@ -137,3 +137,22 @@ def test_default_settings_do_not_warn(tmp_path, caplog):
         distill(teacher, student, _data(), _data(24, 1), pairs=PAIRS, epochs=1, batch_size=8,
                 progress=False)
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_the_calibration_pass_leaves_the_run_as_without_it(tmp_path, monkeypatch):
+    """With ``calibration: none`` the balance check still runs; the trained student must be
+    bit for bit the one trained without that pass (the global random state is untouched)."""
+    import subdistill.training.trainer as trainer
+
+    def run(tag):
+        torch.manual_seed(0)
+        teacher, student = TinyCNN((6, 8)), TinyCNN((4, 4))
+        return distill(teacher, student, _data(), _data(24, 1), pairs=PAIRS, epochs=2,
+                       batch_size=8, progress=False, augment="crop-flip",
+                       options={"lambda": 100.0, "calibration": "none"}).student.state_dict()
+
+    checked = run("checked")
+    monkeypatch.setattr(trainer, "calibrate", lambda *args, **kwargs: None)
+    monkeypatch.setattr(trainer, "_calibration_batches", lambda *args, **kwargs: [])
+    unchecked = run("unchecked")
+    assert all(torch.equal(checked[k], unchecked[k]) for k in checked)

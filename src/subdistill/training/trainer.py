@@ -25,9 +25,9 @@ from ..distributed import (all_reduce_sum, broadcast_buffers, is_distributed, is
 from ..errors import ConfigError, ModelError, NonFiniteError, closest
 from ..frozen import frozen
 from ..methods import DistillMethod, PrepareContext, StepOutputs, build_method, method_class
+from ..methods.layerwise import LayerwiseMethod
 from ..subtask import Subtask, restrict_teacher
 from ..taps import LayerTaps, as_grid
-from ..methods.layerwise import LayerwiseMethod
 from .calibration import CALIBRATION_BATCHES, calibrate, collapse_message
 from .evaluate import accuracy
 from .checkpoint import config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -229,8 +229,10 @@ def _teacher_outputs(teacher: nn.Module, taps: LayerTaps, x: Tensor, device: tor
 
 def _calibration_batches(train: Dataset, cfg: TrainConfig,
                          device: torch.device) -> list[tuple[Tensor, Tensor]]:
-    """The first unaugmented training batches, in order (the same in every process)."""
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=False)
+    """The first unaugmented training batches, in order (the same in every process). The
+    loader has a generator of its own, so the global random state is not touched."""
+    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=False,
+                        generator=torch.Generator())
     batches = []
     for x, y, *_ in loader:
         if len(batches) == CALIBRATION_BATCHES:
