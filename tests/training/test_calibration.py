@@ -156,3 +156,24 @@ def test_the_calibration_pass_leaves_the_run_as_without_it(tmp_path, monkeypatch
     monkeypatch.setattr(trainer, "_calibration_batches", lambda *args, **kwargs: [])
     unchecked = run("unchecked")
     assert all(torch.equal(checked[k], unchecked[k]) for k in checked)
+
+
+def test_a_checkpoint_without_the_calibrated_weights_is_refused_in_one_line(tmp_path):
+    """A checkpoint of an older version (no layer weights in the method state) is a
+    CheckpointError naming the run directory, not a traceback."""
+    from subdistill.training.checkpoint import CheckpointError
+
+    def run():
+        torch.manual_seed(0)
+        teacher, student = TinyCNN((6, 8)), TinyCNN((4, 4))
+        return distill(teacher, student, _data(), _data(24, 1), pairs=PAIRS, epochs=1,
+                       batch_size=8, progress=False, run_dir=tmp_path, resume=True)
+
+    first = run()
+    checkpoint = tmp_path / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["method"]["_extra_state"]["layer_weights"] == first.method.layer_weights
+    del state["method"]["_extra_state"]
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError, match="older subdistill.*new run directory"):
+        run()

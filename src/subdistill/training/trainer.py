@@ -30,7 +30,8 @@ from ..subtask import Subtask, restrict_teacher
 from ..taps import LayerTaps, as_grid
 from .calibration import CALIBRATION_BATCHES, calibrate, collapse_message
 from .evaluate import accuracy
-from .checkpoint import config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CheckpointError, config_hash, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 from .optim import build_optimizer, build_schedule
 from .precision import autocast, to_layout
 from .pairs import probe_pairs
@@ -429,7 +430,13 @@ def distill(
     if resuming:
         state = load_checkpoint(checkpoint_file, fingerprint)
         student.load_state_dict(state["student"])
-        algorithm.load_state_dict(state["method"])
+        try:
+            algorithm.load_state_dict(state["method"])
+        except RuntimeError as err:
+            reason = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+            raise CheckpointError(f"{checkpoint_file} holds a method state this version cannot "
+                                  f"restore ({reason}); it was probably written by an older "
+                                  "subdistill: start the run in a new run directory") from None
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"])
