@@ -33,6 +33,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from subspace_fit import RESULTS, machine_info  # noqa: E402
 
+from subdistill.atomic import write_csv  # noqa: E402
 from subdistill.data import load_dataset, make_splits  # noqa: E402
 from subdistill.demo import SETTINGS  # noqa: E402
 from subdistill.experiment import train_classifier  # noqa: E402
@@ -99,16 +100,6 @@ def read_ledger(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def summarise(rows: list[dict[str, str]]) -> str:
     """Markdown: per teacher and layer-wise method, the default's mean test accuracy, the
     best λ of the sweep and its mean, and KD's and the label-only student's means."""
@@ -168,7 +159,8 @@ def main(argv: list[str] | None = None) -> str:
     base = demo_teacher(Path(args.teacher_weights), train_full, test_full)
     teachers = {"demo": base, "rescaled": rescaled(base, "layer2", "layer3", 100.0)}
     sweep = tuple(float(v) for v in args.sweep.split(","))
-    done = {(r["teacher"], r["method"], r["setting"], r["seed"]) for r in read_ledger(out)}
+    ledger: list[dict[str, Any]] = read_ledger(out)
+    done = {(r["teacher"], r["method"], r["setting"], r["seed"]) for r in ledger}
     for name in args.teachers.split(","):
         teacher = restrict_teacher(teachers[name], subtask)
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -189,11 +181,12 @@ def main(argv: list[str] | None = None) -> str:
                                      test=splits.test, method=method, pairs=setting.pairs,
                                      options=options, config=config)
                     weights = getattr(result.method, "named_weights", dict)()
-                    append_row(out, {"teacher": name, "method": method, "setting": label,
-                                     "seed": seed, "test_accuracy": result.test_accuracy,
-                                     "best_val_accuracy": result.best_val_accuracy,
-                                     "layer_weights": json.dumps(weights),
-                                     "seconds": round(time.perf_counter() - started, 2)})
+                    ledger.append({"teacher": name, "method": method, "setting": label,
+                                   "seed": seed, "test_accuracy": result.test_accuracy,
+                                   "best_val_accuracy": result.best_val_accuracy,
+                                   "layer_weights": json.dumps(weights),
+                                   "seconds": round(time.perf_counter() - started, 2)})
+                    write_csv(out, ledger, COLUMNS)  # atomically, after every run
                     print(f"{name} {method} {label} seed {seed}: {result.test_accuracy:.4f}",
                           flush=True)
     table = summarise(read_ledger(out))

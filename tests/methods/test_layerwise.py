@@ -20,15 +20,16 @@ def test_every_layerwise_method_has_a_published_weight():
     for name, weight in PUBLISHED.items():
         method = build_method(name, [PAIR], calibration="none")
         assert method.options["lambda"] == weight and method.layer_weights == [weight]
-        assert method.calibrated
+        method.set_calibration([2.0], [0.5])  # measured norms do not move a raw weight
+        assert method.layer_weights == [weight]
 
 
 def test_default_is_a_calibrated_ratio_of_one():
     method = build_method("at", [PAIR])
     assert method.options["calibration"] == "gradient" and method.options["lambda"] == 1.0
-    assert not method.calibrated
+    assert method.layer_weights == [1.0]  # the ratio itself until the trainer calibrates
     method.set_calibration([2.0], [0.5])
-    assert method.layer_weights == [4.0] and method.calibrated
+    assert method.layer_weights == [4.0]
 
 
 def test_calibrated_weights_formula():
@@ -59,7 +60,7 @@ def test_weights_travel_with_the_state_dict():
     method.set_calibration([5.0], [0.1])
     other = build_method("spkd", [PAIR])
     other.load_state_dict(method.state_dict())
-    assert other.layer_weights == pytest.approx([50.0]) and other.calibrated
+    assert other.layer_weights == pytest.approx([50.0])
 
 
 @pytest.mark.parametrize("options, match", [

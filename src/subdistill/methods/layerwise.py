@@ -60,7 +60,6 @@ class LayerwiseMethod(DistillMethod):
             raise ConfigError(f"method {self.name}: temperature must be a positive finite "
                               f"number, got {t}")
         self.layer_weights = [float(lam)] * len(self.pairs)
-        self.calibrated = calibration == "none"  # the weights are final once this is true
 
     @property
     def calibration(self) -> str:
@@ -73,18 +72,16 @@ class LayerwiseMethod(DistillMethod):
         first step); with ``calibration: none`` nothing changes."""
         if self.calibration == "gradient":
             self.layer_weights = calibrated_weights(self.options["lambda"], kd_norms, layer_norms)
-        self.calibrated = True
 
     def named_weights(self) -> dict[str, float]:
         """The weight of every layer term, by term name."""
         return {f"layer/{p.teacher}": w for p, w in zip(self.pairs, self.layer_weights)}
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"layer_weights": list(self.layer_weights), "calibrated": self.calibrated}
+        return {"layer_weights": list(self.layer_weights)}
 
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
         self.layer_weights = [float(w) for w in state["layer_weights"]]
-        self.calibrated = bool(state["calibrated"])
 
     def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         """Loss of pair ``index`` on its (B, C, H, W) teacher and student maps."""

@@ -94,7 +94,7 @@ def collapse_message(history: Sequence[Mapping[str, Any]], classes: int,
 
 
 def calibrate(method: LayerwiseMethod, student: nn.Module, step_outputs: StepOutputsFn,
-              batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, float]:
+              batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, tuple[float, float]]:
     """Set ``method``'s layer weights from the gradient norms of its unweighted terms on
     ``batches`` (see :mod:`subdistill.methods.layerwise`) and warn once if the weighted terms
     are out of balance. The student, the method's heads and the random state are left as
