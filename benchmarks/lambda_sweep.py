@@ -36,9 +36,10 @@ from subspace_fit import RESULTS, machine_info  # noqa: E402
 from subdistill.atomic import write_csv  # noqa: E402
 from subdistill.data import load_dataset, make_splits  # noqa: E402
 from subdistill.demo import SETTINGS  # noqa: E402
-from subdistill.experiment import train_classifier  # noqa: E402
+from subdistill.jobs import train_classifier  # noqa: E402
 from subdistill.models import create_model, load_weights  # noqa: E402
-from subdistill.subtask import Subtask, restrict_teacher  # noqa: E402
+from subdistill.data import Subtask  # noqa: E402
+from subdistill.models.restricted import restrict_teacher  # noqa: E402
 from subdistill.training import TrainConfig, distill, seed_everything  # noqa: E402
 
 LAYERWISE = ("subdistill", "fitnet", "vid", "at")

@@ -3,9 +3,9 @@
 Every method is built through the project's own code path (``setup_method``: output and pair
 checks, ``build_method``, ``prepare`` -- for SubDistill the streaming subspace fit), with its own
 copy of the same initial student and its own AdamW optimiser. A step is one call of the
-trainer's ``_train_epoch`` on a one-batch list, with the teacher frozen and the layer taps
+trainer's ``train_epoch`` on a one-batch list, with the teacher frozen and the layer taps
 entered exactly as ``distill`` does: frozen teacher forward, student forward and backward, all
-loss terms, optimiser step (and ``_train_epoch``'s bookkeeping).
+loss terms, optimiser step (and ``train_epoch``'s bookkeeping).
 
 To spread the load of other jobs on the machine evenly, the methods run in interleaved blocks
 (``rounds`` x ``steps_per_round`` timed steps each, ``warmup`` untimed steps before every
@@ -34,13 +34,14 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from subspace_fit import RESULTS, machine_info, report  # noqa: E402
 
-from subdistill.frozen import frozen  # noqa: E402
+from subdistill.modes import frozen  # noqa: E402
 from subdistill.losses import subspace_loss  # noqa: E402
 from subdistill.models import create_model  # noqa: E402
 from subdistill.taps import LayerTaps, align, as_grid  # noqa: E402
 from subdistill.training.optim import build_optimizer  # noqa: E402
-from subdistill.training.trainer import (  # noqa: E402
-    TrainConfig, _StudentStep, _train_epoch, setup_method)
+from subdistill.training.config import TrainConfig  # noqa: E402
+from subdistill.training.epoch import StudentStep, train_epoch  # noqa: E402
+from subdistill.training.setup import setup_method  # noqa: E402
 
 METHODS = ("kd", "kd+taps", "subdistill", "fitnet")
 TEACHERS = {
@@ -101,10 +102,10 @@ class Runner:
             teacher_taps = stack.enter_context(
                 LayerTaps(self.teacher, [t for t, _ in self.pairs]))
             cpu = torch.device("cpu")
-            model = _StudentStep(self.student, self.algorithm, student_taps, cpu, "fp32")
+            model = StudentStep(self.student, self.algorithm, student_taps, cpu, "fp32")
             for i in range(warmup + steps):
                 started = time.perf_counter()
-                _train_epoch(model, self.teacher, teacher_taps, [self.batch], self.optimizer,
+                train_epoch(model, self.teacher, teacher_taps, [self.batch], self.optimizer,
                              None, cpu, 0, TrainConfig())
                 if i >= warmup:
                     times.append(time.perf_counter() - started)
@@ -235,7 +236,7 @@ def main(*, teacher: str = "resnet8x4", student: str = "resnet8", batch_size: in
                    "pairs": pairs, "methods": list(methods), "rounds": rounds,
                    "steps_per_round": steps_per_round, "warmup_per_block": warmup,
                    "fit_images": fit_images, "optimizer": "adamw lr 1e-3",
-                   "step": "trainer._train_epoch on one batch, taps as in distill()",
+                   "step": "training.epoch.train_epoch on one batch, taps as in distill()",
                    "inputs": "random N(0,1) 3x32x32, random weights (seed 0)"},
         "summary": summary,
         "times_ms": {k: [round(1000 * t, 3) for t in v] for k, v in times.items()},

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from subdistill.frozen import frozen
+from subdistill.modes import frozen
 from subdistill.models import create_model
 from subdistill.subspace.basis import relevant_basis
 from subdistill.subspace.fit import (_position_key, _sample_positions, fit_subspaces,

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDatas
 from conftest import TinyCNN
 from subdistill import distributed
 from subdistill.config import load_config
-from subdistill.experiment import run_fit_subspaces
-from subdistill.methods import METHODS
+from subdistill.jobs import run_fit_subspaces
+from subdistill.methods import describe_methods
 from subdistill.models import create_model, save_weights
 from subdistill.subspace.fit import accumulate_statistics
 from subdistill.subspace.io import read_bases
-from subdistill.training import distill, trainer
+from subdistill.training import distill, epoch
 
 PAIRS = {"stage1": "stage1", "stage2": "stage2"}
 
@@ -108,7 +108,7 @@ def _train_worker(rank, world, port, out):
         assert distributed.world_size() == world
         _run(out, "straight")
         _run(out, "cached", teacher_cache=str(out / "cache"), cache_copies=2)
-        calls, accuracy = [], trainer.accuracy
+        calls, accuracy = [], epoch.accuracy
 
         def stop_in_epoch_2(*args, **kwargs):  # every rank stops at the same point
             calls.append(1)
@@ -116,13 +116,13 @@ def _train_worker(rank, world, port, out):
                 raise _Interrupted
             return accuracy(*args, **kwargs)
 
-        trainer.accuracy = stop_in_epoch_2
+        epoch.accuracy = stop_in_epoch_2
         try:
             _run(out, "resumed")
         except _Interrupted:
             pass
         finally:
-            trainer.accuracy = accuracy
+            epoch.accuracy = accuracy
         _run(out, "resumed", resume=True)
 
 
@@ -199,7 +199,7 @@ def _methods_worker(rank, world, port, out):
     torch.set_num_threads(1)
     with distributed.process_group("cpu"):
         weights = {}
-        for name, cls in sorted(METHODS.items()):  # DDP fails on a parameter left unused
+        for name, cls in describe_methods().items():  # DDP fails on a parameter left unused
             torch.manual_seed(0)
             result = distill(TinyCNN((6, 8)), TinyCNN((4, 4)), _data(34, 0), _data(10, 1),
                              method=name, pairs=PAIRS if cls.uses_layers else None, epochs=2,
@@ -211,6 +211,6 @@ def _methods_worker(rank, world, port, out):
 def test_every_method_trains_under_ddp(tmp_path):
     mp.spawn(_methods_worker, args=(2, _free_port(), tmp_path), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    assert ranks[0].keys() == ranks[1].keys() == METHODS.keys()
+    assert ranks[0].keys() == ranks[1].keys() == describe_methods().keys()
     for name, state in ranks[0].items():
         assert all(torch.equal(v, ranks[1][name][k]) for k, v in state.items()), name

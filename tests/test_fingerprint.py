@@ -2,7 +2,8 @@ import torch
 
 from conftest import TinyCNN
 from subdistill.fingerprint import model_fingerprint
-from subdistill.subtask import Subtask, restrict_teacher
+from subdistill.data import Subtask
+from subdistill.models.restricted import restrict_teacher
 
 
 def test_fingerprint_tracks_weights_buffers_and_subtask():

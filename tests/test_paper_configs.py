@@ -21,23 +21,19 @@ from PIL import Image
 from torch import nn
 from torchvision.models import VisionTransformer
 
-from subdistill import experiment
+from subdistill import jobs
 from subdistill.cli import main
 from subdistill.config import TeacherConfig, load_config
 from subdistill.data import load_dataset
 from subdistill.errors import BasisError
-from subdistill.experiment import run_distill
+from subdistill.jobs import run_distill
 from subdistill.subspace.fit import fit_subspaces
-from subdistill.subtask import (
-    CIFAR100_CLASSES,
-    CIFAR100_SUPERCLASSES,
-    PRESETS,
-    Subtask,
-    restrict_teacher,
-)
+from subdistill.data.cifar import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+from subdistill.data.subtask import PRESETS, Subtask
+from subdistill.models.restricted import restrict_teacher
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
-RETRIEVER = PRESETS["imagenet"]["retriever"]  # (205, ..., 209), the ImageNet configs' subtask
+RETRIEVER = PRESETS.get("imagenet")["retriever"]  # (205, ..., 209), the ImageNet configs' subtask
 
 # Every test runs on a CPU, quietly, for one epoch.
 CPU = ["train.device=cpu", "train.progress=false", "train.epochs=1", "train.num_workers=0"]
@@ -234,7 +230,7 @@ RESNET_PAIRS = {"layer1": (256, 64), "layer2": (512, 96), "layer3": (1024, 128),
 def test_imagenet_layout_resolves_the_preset(imagenet_root):
     """1000 WordNet-id folders make the tree an ImageNet one, so the ImageNet presets apply."""
     config = load_config(RESNET_CONFIG, ["train.device=cpu", f"data.root={imagenet_root}"])
-    data = experiment.load_task_data(config.data)
+    data = jobs.load_task_data(config.data)
     assert data.train_full.family == "imagenet" and len(data.train_full.classes) == 1000
     assert data.subtask.classes == RETRIEVER
     assert data.subtask.names == tuple(_wnid(c) for c in RETRIEVER)
@@ -291,8 +287,8 @@ def _random_vit_head(model: nn.Module) -> nn.Module:
 
 @pytest.fixture
 def random_vit_head(monkeypatch):
-    build = experiment.build_model
-    monkeypatch.setattr(experiment, "build_model",
+    build = jobs.build_model
+    monkeypatch.setattr(jobs, "build_model",
                         lambda *args, **kwargs: _random_vit_head(build(*args, **kwargs)))
 
 

@@ -9,7 +9,7 @@ from torch.utils.data import Subset
 
 from subdistill.config import TeacherConfig, load_config
 from subdistill.data import load_dataset
-from subdistill.experiment import build_model
+from subdistill.jobs import build_model
 from subdistill.models import count_parameters
 from subdistill.training.evaluate import accuracy
 

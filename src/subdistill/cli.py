@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from .distributed import is_main, launch_environment, process_group
 from .errors import ConfigError, SubdistillError
 
 T = TypeVar("T")
@@ -28,6 +27,8 @@ def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> Non
 def _in_every_process(device: str, job: Callable[[], T]) -> T | None:
     """Run ``job`` in a process group when launched by torchrun; its result on rank 0 (or in
     the only process), None on the other ranks (which print nothing)."""
+    from .distributed import is_main, process_group
+
     with process_group(device):
         result = job()
         return result if is_main() else None
@@ -35,7 +36,7 @@ def _in_every_process(device: str, job: Callable[[], T]) -> T | None:
 
 def _cmd_distill(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .experiment import run_distill
+    from .jobs import run_distill
 
     config = load_config(args.config, args.overrides)
     result = _in_every_process(config.train.device,
@@ -50,7 +51,7 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
     from .config import TeacherConfig, load_config
-    from .experiment import run_train_teacher
+    from .jobs import run_train_teacher
 
     config = load_config(args.config, args.overrides, cls=TeacherConfig)
     result = _in_every_process(config.train.device,
@@ -64,7 +65,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
 
 def _cmd_fit_subspace(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .experiment import run_fit_subspaces
+    from .jobs import run_fit_subspaces
 
     config = load_config(args.config, args.overrides)
     fitted = _in_every_process(config.train.device, lambda: run_fit_subspaces(config))
@@ -80,7 +81,7 @@ def _cmd_fit_subspace(args: argparse.Namespace) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .experiment import check_config
+    from .jobs import check_config
 
     print(check_config(load_config(args.config, args.overrides)))
     print("config OK")
@@ -108,9 +109,9 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
-    from .methods import METHODS, method_class
+    from .methods import list_methods, method_class
 
-    methods = sorted(METHODS) if args.methods == "all" else args.methods.split(",")
+    methods = list_methods() if args.methods == "all" else args.methods.split(",")
     for name in methods:
         method_class(name)  # an unknown name fails before any training
     try:
@@ -149,6 +150,51 @@ def _cmd_methods(args: argparse.Namespace) -> None:
         print(f"{name:<14}{cls.description}")
         for key, default in cls.hparams.items():
             print(f"{'':<16}{key} = {default!r}")
+
+
+def _listing(kind: str) -> list[str]:
+    """The lines ``subdistill list KIND`` prints."""
+    if kind == "models":
+        from .models import list_models
+
+        return list_models()
+    if kind == "datasets":
+        from .data import list_datasets
+
+        return list_datasets()
+    if kind == "subtasks":
+        from .data import list_presets
+
+        return [f"{family:<16}{', '.join(names)}" for family, names in list_presets().items()]
+    if kind == "attributions":
+        from .explain.attribution import list_attributions
+
+        return list_attributions()
+    if kind == "augmentations":
+        from .data import list_augments
+
+        return list_augments()
+    if kind == "bases":
+        from .subspace.basis import BASIS_METHODS
+
+        return [f"{name:<12}{rule.description}" for name, rule in BASIS_METHODS.items()]
+    from .training.optim import OPTIMIZERS, SCHEDULES
+
+    return (OPTIMIZERS if kind == "optimizers" else SCHEDULES).names()
+
+
+LISTS = ("methods", "models", "datasets", "subtasks", "attributions", "augmentations", "bases",
+         "optimizers", "schedules")
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from .plugins import import_plugins
+
+    import_plugins(args.imports)
+    if args.kind == "methods":
+        _cmd_methods(args)
+        return
+    print("\n".join(_listing(args.kind)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("methods", help="list the distillation methods and their options")
     p.set_defaults(func=_cmd_methods)
+
+    p = commands.add_parser("list", help="list what can be named in a config: "
+                            + ", ".join(LISTS) + " (installed plugins included)")
+    p.add_argument("kind", choices=LISTS)
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a plugin module or .py file first (repeatable)")
+    p.set_defaults(func=_cmd_list)
     return parser
 
 
@@ -229,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``subdistill`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .distributed import launch_environment
+
     launch = launch_environment()  # under torchrun: log (and print) on rank 0 only
     worker = launch is not None and launch.rank > 0
     logging.basicConfig(level=logging.ERROR if worker else logging.INFO,

@@ -1,7 +1,8 @@
 """Experiment configs: YAML files validated into dataclasses.
 
 Unknown keys are rejected with the closest valid key, values are type-checked, and
-``--set a.b=value`` overrides are applied to the raw mapping before validation.
+``--set a.b=value`` overrides are applied to the raw mapping before validation. Every config
+kind may list plugins under ``imports:`` (see :mod:`subdistill.plugins`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Union
 import yaml
 
 from .errors import ConfigError, closest
-from .training.trainer import TrainConfig
+from .plugins import import_plugins
+from .training.config import TrainConfig
 
 
 @dataclass
@@ -53,6 +55,7 @@ class DistillConfig:
     pairs: dict[str, str] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/distill"
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.method.get("name"), str):
@@ -73,6 +76,7 @@ class TeacherConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/teacher"
+    imports: list[str] = field(default_factory=list)
 
 
 def _type_name(tp: Any) -> str:
@@ -175,8 +179,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), cls: type = DistillConfig) -> Any:
-    """Read, override and validate a config file."""
-    return from_mapping(cls, apply_overrides(read_yaml(path), overrides))
+    """Read, override and validate a config file; the plugins its ``imports:`` list names
+    (module names, or ``.py`` files relative to the config's folder) are imported first, so
+    their methods, models and datasets are known to the validation."""
+    data = apply_overrides(read_yaml(path), overrides)
+    import_plugins(data.get("imports", []), base=Path(path).parent)
+    return from_mapping(cls, data)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

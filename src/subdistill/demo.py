@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_csv, write_text
-from .data import load_dataset, make_splits
-from .experiment import train_classifier
+from .data import Subtask, load_dataset, make_splits
+from .jobs import train_classifier
 from .models import count_parameters, create_model
 from .plots import bar_chart
-from .subtask import Subtask, restrict_teacher
-from .training import TrainConfig, accuracy, distill, seed_everything
+from .models.restricted import restrict_teacher
+from .training.config import TrainConfig
+from .training.evaluate import accuracy
+from .training.trainer import distill, seed_everything
 
 DEMO_METHODS = ("subdistill", "kd", "student-only")
 

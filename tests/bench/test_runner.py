@@ -124,7 +124,7 @@ def test_agreement_needs_a_rho_and_seed_of_the_grid(bench_file, capsys):
     config["agreement"] = {"attributions": ["gradcam"]}
     bench_file.write_text(yaml.safe_dump(config))
     assert main(["bench", str(bench_file)]) == 2
-    assert "unknown method 'gradcam'" in capsys.readouterr().err
+    assert "unknown attribution method 'gradcam'" in capsys.readouterr().err
 
 
 def test_a_grid_split_by_subtask_is_assembled_by_the_whole_grid(bench_file):

@@ -9,16 +9,17 @@ import torch
 from PIL import Image
 
 from subdistill.data import (
-    DATASETS,
     ArrayImageDataset,
+    Subtask,
     SubtaskDataset,
     list_datasets,
     load_dataset,
-    read_idx,
     register_dataset,
 )
+from subdistill.data.cifar import CIFAR10_CLASSES
+from subdistill.data.fashion_mnist import read_idx
+from subdistill.data.registry import DATASETS
 from subdistill.errors import ConfigError, DataError, SubtaskError
-from subdistill.subtask import CIFAR10_CLASSES, Subtask
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -48,7 +49,7 @@ def test_registry_errors(tmp_path):
 
 
 def test_register_dataset(monkeypatch, digits):
-    monkeypatch.setitem(DATASETS, "mine", DATASETS["digits"])  # removed again on teardown
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))  # restored on teardown
     register_dataset("mine")(lambda split, root, download, scale=1: digits[0])
     assert load_dataset("mine", scale=2) is digits[0]
 
@@ -156,12 +157,12 @@ def test_cifar10_jpeg_tiny_zip(tiny_zip, tmp_path):
 
 def test_cifar10_jpeg_uses_a_valid_cache(tiny_zip, tmp_path, monkeypatch):
     first = load_dataset("cifar10-jpeg", "test", root=tiny_zip)
-    import subdistill.data.datasets as datasets
+    import subdistill.data.zip_images as zip_images
 
     def no_decoding(*args):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(datasets, "_decode", no_decoding)
+    monkeypatch.setattr(zip_images, "_decode", no_decoding)
     assert torch.equal(load_dataset("cifar10-jpeg", "test", root=tiny_zip).images, first.images)
     monkeypatch.undo()
     monkeypatch.setenv("SUBDISTILL_CACHE", str(tmp_path / "cache"))

@@ -4,7 +4,7 @@ import torch
 
 from subdistill.data import ArrayImageDataset, load_dataset, make_splits
 from subdistill.errors import ConfigError, DataError, SubtaskError
-from subdistill.subtask import Subtask
+from subdistill.data import Subtask
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_split_sizes_and_disjointness(digits, subtask):
         assert set(view.targets.tolist()) == {0, 1, 2, 3}
         assert view.classes == ["3", "5", "8", "9"]
         np.testing.assert_array_equal(
-            view.targets, subtask.remap(view.base.targets[view.indices]))
+            view.targets, [subtask.label_map[t] for t in view.base.targets[view.indices]])
 
 
 def test_small_rho_is_stratified_and_nested(digits, subtask):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from subdistill.experiments.xor_toy import (
-    HEADLINE_TASK, KS, METHODS, TASKS, Row, hidden_and_context, make_xor_data, run_xor_toy,
+    HEADLINE_TASK, KS, TOY_BASES, TASKS, Row, hidden_and_context, make_xor_data, run_xor_toy,
     train_teacher,
 )
 
@@ -80,7 +80,7 @@ def test_gradpca_top1_is_exact(run: tuple[list[Row], Path]) -> None:
 
 def test_outputs_written(run: tuple[list[Row], Path]) -> None:
     rows, out = run
-    assert len(rows) == len(TASKS) * (1 + len(METHODS) * len(KS))
+    assert len(rows) == len(TASKS) * (1 + len(TOY_BASES) * len(KS))
     with open(out / "xor_toy.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows) and set(table[0]) == {"method", "k", "task", "auroc"}

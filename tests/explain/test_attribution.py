@@ -7,7 +7,7 @@ from subdistill.explain.errors import ExplainError
 from subdistill.explain.target import logit_gap
 from subdistill.models.cifar_resnet import cifar_resnet
 from subdistill.models.mobile import mobile_student
-from subdistill.subtask import RestrictedTeacher
+from subdistill.models.restricted import RestrictedTeacher
 
 NORM = {"mean": (0.5, 0.4, 0.3), "std": (0.25, 0.2, 0.2)}
 

@@ -1,3 +1,6 @@
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 from torch import nn
@@ -5,9 +8,10 @@ from torchvision.models import resnet18
 from zennit.layer import Sum
 
 from subdistill.explain.canonizers import (
-    canonized, canonizer_for, check_same_outputs, conv_bn_pairs,
+    canonizer_for, check_same_outputs, conv_bn_pairs,
 )
 from subdistill.explain.errors import ExplainError
+from subdistill.modes import frozen
 from subdistill.models.cifar_resnet import cifar_resnet
 from subdistill.models.mobile import mobile_student
 
@@ -30,6 +34,18 @@ MODELS = {
     "mobile_student": lambda: mobile_student(5, widths=(8, 16), blocks_per_stage=2),
     "torchvision_resnet18": lambda: resnet18(num_classes=5),
 }
+
+
+@contextmanager
+def canonized(model: nn.Module, example: torch.Tensor) -> Iterator[nn.Module]:
+    """``model`` in eval mode with its canonizer applied; everything restored on exit."""
+    with frozen(model):
+        handles = canonizer_for(model, example).apply(model)
+        try:
+            yield model
+        finally:
+            for handle in reversed(handles):
+                handle.remove()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -4,7 +4,8 @@ from torch import nn
 
 from subdistill.explain.attribution import attribute
 from subdistill.explain.errors import ExplainError
-from subdistill.explain.flipping import flip_auc, flip_curves, removal_counts
+from subdistill.explain.analysis import shared_scale_auc
+from subdistill.explain.flipping import flip_curves, removal_counts
 
 SIZE, PATCH = 8, 2  # a 4x4 grid of patches
 
@@ -31,7 +32,7 @@ def test_true_relevance_order_drops_the_gap_fastest():
     model, x, y = _two_patch_model(), _images(), torch.zeros(4, dtype=torch.long)
     true = attribute(model, x, y, "ig")  # exact for a linear model: weight * input
     random = torch.rand(true.shape, generator=torch.Generator().manual_seed(1), dtype=true.dtype)
-    aucs = {name: flip_auc(flip_curves(model, x, y, h, patch=PATCH, batch_size=3).gaps)
+    aucs = {name: shared_scale_auc(flip_curves(model, x, y, h, patch=PATCH, batch_size=3).gaps)
             for name, h in {"true": true, "random": random, "reversed": -true}.items()}
     assert torch.all(aucs["true"] < aucs["random"])
     assert torch.all(aucs["random"] < aucs["reversed"])
@@ -55,8 +56,9 @@ def test_removal_counts_and_auc_definition():
     with pytest.raises(ExplainError):
         removal_counts(4, steps=5)
     gaps = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]])
-    auc = flip_auc(gaps)
-    assert auc[:2].tolist() == [0.5, 1.0] and torch.isnan(auc[2])
+    auc = shared_scale_auc(gaps)  # mean gap over the mean initial gap of correct images (1.5)
+    torch.testing.assert_close(auc[:2], torch.tensor([1 / 1.5, 1 / 1.5]))
+    assert torch.isnan(auc[2])
 
 
 def test_heatmap_shape_checked():

@@ -21,8 +21,8 @@ from subdistill.models import (
 @pytest.fixture
 def isolated_registry(monkeypatch):
     """Registrations made inside a test do not leak into others."""
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    monkeypatch.setattr(registry, "_PREFIXES", dict(registry._PREFIXES))
+    for names in (registry.MODELS, registry.MODEL_PREFIXES):
+        monkeypatch.setattr(names, "_entries", dict(names._entries))
 
 
 def _trained_copy(name: str, **kwargs) -> nn.Module:
@@ -64,12 +64,12 @@ def test_unknown_name_gives_hint_and_pointer():
     message = str(info.value)
     assert "'resnet8x5'" in message
     assert "Did you mean" in message and "'resnet8x4'" in message
-    assert "list_models()" in message
+    assert "subdistill list models" in message
     assert "timm:<name>" in message
 
 
 def test_unknown_prefix(isolated_registry):
-    with pytest.raises(ModelError, match=r"Unknown model prefix 'tim'.*Did you mean 'timm'"):
+    with pytest.raises(ModelError, match=r"unknown model prefix 'tim'.*Did you mean 'timm'"):
         create_model("tim:resnet18", 10)
 
 

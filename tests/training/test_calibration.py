@@ -153,7 +153,7 @@ def test_the_calibration_pass_leaves_the_run_as_without_it(tmp_path, monkeypatch
 
     checked = run("checked")
     monkeypatch.setattr(trainer, "calibrate", lambda *args, **kwargs: None)
-    monkeypatch.setattr(trainer, "_calibration_batches", lambda *args, **kwargs: [])
+    monkeypatch.setattr(trainer, "calibration_batches", lambda *args, **kwargs: [])
     unchecked = run("unchecked")
     assert all(torch.equal(checked[k], unchecked[k]) for k in checked)
 

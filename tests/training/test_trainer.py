@@ -165,7 +165,7 @@ def test_training_option_errors(bad):
 
 
 def test_validation_epochs_are_evenly_spaced_and_end_with_the_last():
-    from subdistill.training.trainer import validation_epochs
+    from subdistill.training.config import validation_epochs
 
     assert validation_epochs(5, 0) == {1, 2, 3, 4, 5}
     assert validation_epochs(100, 4) == {25, 50, 75, 100}
@@ -184,7 +184,7 @@ def test_run_fingerprint_ignores_defaults_and_resumable_options():
     from dataclasses import asdict
 
     from subdistill.training import TrainConfig
-    from subdistill.training.trainer import run_fingerprint
+    from subdistill.training.config import run_fingerprint
 
     base = {"method": "kd", "train": asdict(TrainConfig(epochs=7))}
     older = {"method": "kd", "train": {"epochs": 7, "lr": 1e-3}}  # a version with fewer options

@@ -7,7 +7,7 @@ from typing import Any, Union
 
 from ..config import DataConfig, ModelConfig
 from ..errors import ConfigError
-from ..methods import METHODS, method_class
+from ..methods import list_methods, method_class
 from ..training import TrainConfig
 
 
@@ -44,7 +44,7 @@ class GridConfig:
             if not epochs > 0:
                 raise ConfigError(f"grid.epochs[{rho:g}] must be positive, got {epochs}")
         if self.methods == ["all"]:
-            self.methods = sorted(METHODS)
+            self.methods = list_methods()
         for name in [*self.methods, *self.options]:
             method_class(name)
         for key in ("methods", "subtasks", "rhos", "seeds", "lambdas"):
@@ -81,12 +81,10 @@ class AgreementConfig:
 
     def __post_init__(self) -> None:
         if self.attributions:
-            from ..explain.attribution import METHODS as ATTRIBUTIONS  # zennit, captum: on use
+            from ..explain.attribution import ATTRIBUTIONS  # zennit, captum: on use
 
             for name in self.attributions:
-                if name not in ATTRIBUTIONS:
-                    raise ConfigError(f"agreement.attributions: unknown method {name!r}; "
-                                      f"choose from {', '.join(ATTRIBUTIONS)}")
+                ATTRIBUTIONS.get(name)
         if self.images < 2:
             raise ConfigError(f"agreement.images must be at least 2, got {self.images}")
 
@@ -104,6 +102,7 @@ class BenchConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
     out_dir: str = "runs/bench"
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.agreement.attributions and (self.agreement.rho not in self.grid.rhos or

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from ..methods import method_class
+from ..results import SubtaskSpec, subtask_label
 from .config import GridConfig
-
-SubtaskSpec = Any  # a preset name or a list of class indices / names
-
-
-def subtask_label(spec: SubtaskSpec) -> str:
-    """A short, path-safe name of a subtask spec."""
-    return spec if isinstance(spec, str) else "-".join(str(c) for c in spec)
-
 
 def uses_lambda(method: str) -> bool:
     """Whether ``method`` has a layer weight λ."""
@@ -96,12 +89,3 @@ def same_run(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
         if (other.key, other.rho, other.seed, other.lam) == (cell.key, cell.rho, cell.seed, cell.lam):
             return other
     return None
-
-
-def final_runs(rows: Iterable[Mapping[str, Any]], out_dir: str | Path, subtask: str, rho: float,
-               seed: int) -> dict[str, Path]:
-    """Run directory per method of the final runs among ``rows`` (``results.csv`` rows, parsed
-    or not) at one (subtask, rho, seed)."""
-    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows
-            if r["stage"] == "final" and r["subtask"] == subtask and float(r["rho"]) == rho
-            and int(r["seed"]) == seed}

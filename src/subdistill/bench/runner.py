@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import replace
@@ -14,12 +13,12 @@ import yaml
 from ..atomic import write_csv, write_text
 from ..config import DistillConfig, to_dict
 from ..errors import ConfigError
-from ..experiment import load_full_data, run_distill
-from ..training.trainer import run_fingerprint
-from .agreement import bench_agreement
+from ..explain.agreement import bench_agreement
+from ..jobs import load_full_data, run_distill
+from ..results import subtask_label
+from ..training.config import run_fingerprint
 from .config import BenchConfig
-from .grid import (
-    Cell, choose_lambdas, final_cells, final_runs, same_run, selection_cells, subtask_label)
+from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
         method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
         train=replace(config.train, seed=cell.seed,
                       epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
-        run_dir=str(out / cell.path))
+        run_dir=str(out / cell.path), imports=config.imports)
 
 
 def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]:
@@ -92,19 +91,10 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     chose = [r for r in rows if r["stage"] == "select"]
     write_report(out, final, lambdas, selection=chose)  # explanations take a while
     if config.agreement.attributions:
-        write_report(out, final, lambdas, bench_agreement(config, final), chose)
+        agreement = config.agreement
+        columns = bench_agreement(config.teacher, config.student, config.data,
+                                  config.grid.subtasks, final,
+                                  attributions=agreement.attributions, images=agreement.images,
+                                  rho=agreement.rho, seed=agreement.seed, out_dir=out)
+        write_report(out, final, lambdas, columns, chose)
     return rows
-
-
-def final_run_dirs(out_dir: str | Path, subtask: str, rho: float, seed: int) -> dict[str, Path]:
-    """Run directory per method of the finished final runs of a grid at one (subtask, rho,
-    seed), read from its ``results.csv``."""
-    results = Path(out_dir) / "results.csv"
-    if not results.is_file():
-        raise ConfigError(f"{results} does not exist: run `subdistill bench` first")
-    with open(results, newline="") as handle:
-        runs = final_runs(csv.DictReader(handle), out_dir, subtask, rho, seed)
-    if not runs:
-        raise ConfigError(f"{results} has no finished final run of subtask {subtask!r} at rho "
-                          f"{rho:g}, seed {seed}")
-    return runs

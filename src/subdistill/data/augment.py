@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError, closest
+from ..registry import Registry
 
 Augment = Callable[[Tensor], Tensor]
 
@@ -120,15 +120,31 @@ def _compose(*augments: Augment) -> Augment:
     return apply
 
 
-AUGMENTS: dict[str, Callable[[int], Augment | None]] = {
-    "none": lambda size: None,
-    "crop": lambda size: RandomCrop(max(1, size // 8)),
-    "flip": lambda size: random_flip,
-    "crop-flip": lambda size: _compose(RandomCrop(max(1, size // 8)), random_flip),
-    "crop-flip-cutout": lambda size: _compose(RandomCrop(max(1, size // 8)), random_flip,
-                                              Cutout(max(1, size // 2))),
-    "resized-crop-flip": lambda size: _compose(RandomResizedCrop(), random_flip),
-}
+AugmentFactory = Callable[[int], Augment | None]
+AUGMENTS: Registry[AugmentFactory] = Registry("augmentation")
+
+
+def register_augment(name: str) -> Callable[[AugmentFactory], AugmentFactory]:
+    """Register ``factory(image_size) -> augment or None`` as augmentation ``name``."""
+    return AUGMENTS.register(name)
+
+
+def list_augments() -> list[str]:
+    """Names of the registered augmentations."""
+    return AUGMENTS.names()
+
+
+def _crop(size: int) -> RandomCrop:
+    return RandomCrop(max(1, size // 8))
+
+
+AUGMENTS.register("none", lambda size: None)
+AUGMENTS.register("crop", _crop)
+AUGMENTS.register("flip", lambda size: random_flip)
+AUGMENTS.register("crop-flip", lambda size: _compose(_crop(size), random_flip))
+AUGMENTS.register("crop-flip-cutout", lambda size: _compose(_crop(size), random_flip,
+                                                             Cutout(max(1, size // 2))))
+AUGMENTS.register("resized-crop-flip", lambda size: _compose(RandomResizedCrop(), random_flip))
 
 
 def build_augment(name: str, image_size: int) -> Augment | None:
@@ -138,9 +154,4 @@ def build_augment(name: str, image_size: int) -> Augment | None:
     recipe, ``crop-flip-cutout`` adds a cutout square of half the image side (16 px on 32 px),
     ``resized-crop-flip`` is the ImageNet recipe.
     """
-    if name not in AUGMENTS:
-        raise ConfigError(
-            f"unknown augmentation {name!r}.{closest(name, AUGMENTS)} "
-            f"Choose one of: {', '.join(AUGMENTS)}."
-        )
-    return AUGMENTS[name](image_size)
+    return AUGMENTS.get(name)(image_size)

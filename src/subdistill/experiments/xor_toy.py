@@ -30,7 +30,7 @@ from ..subspace import relevant_basis
 
 TASKS: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
 TASK_NAMES: tuple[str, ...] = ("x1^x2", "x1^x3", "x2^x3")
-METHODS: tuple[str, ...] = ("subdistill", "pca", "gradpca", "prca", "prca-abs", "random")
+TOY_BASES: tuple[str, ...] = ("subdistill", "pca", "gradpca", "prca", "prca-abs", "random")
 KS: tuple[int, ...] = (1, 2, 3)
 HEADLINE_TASK = 0  # x1⊕x2; all three tasks show the effect, this one is simply reported first
 
@@ -96,7 +96,7 @@ def evaluate_task(teacher: nn.Sequential, x: Tensor, y: Tensor, task: int,
     h, context = hidden_and_context(teacher, x, task)
     head, labels = teacher[2], y[:, task]
     rows = [Row("teacher", h.shape[1], task, auroc(head(h)[:, task], labels))]
-    for method in METHODS:
+    for method in TOY_BASES:
         for k in KS:
             basis = relevant_basis(h, context, method, k=k, seed=seed)
             rows.append(Row(method, k, task, auroc(head(basis.reconstruct(h))[:, task], labels)))
@@ -108,7 +108,7 @@ def format_table(rows: Sequence[Row], task: int) -> str:
     teacher = next(r.auroc for r in rows if r.task == task and r.method == "teacher")
     lines = [f"task {task} ({TASK_NAMES[task]}): teacher AUROC {teacher:.3f}",
              f"{'method':<12}" + "".join(f"{'k=' + str(k):>8}" for k in KS)]
-    for method in METHODS:
+    for method in TOY_BASES:
         values = {r.k: r.auroc for r in rows if r.task == task and r.method == method}
         lines.append(f"{method:<12}" + "".join(f"{values[k]:>8.3f}" for k in KS))
     return "\n".join(lines)
@@ -124,7 +124,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
-        for method in METHODS:
+        for method in TOY_BASES:
             pts = sorted((r.k, r.auroc) for r in rows if r.task == task and r.method == method)
             ax.plot(*zip(*pts), marker="o", label=method)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")

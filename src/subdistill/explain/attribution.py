@@ -11,14 +11,16 @@ from torch import Tensor, nn
 from zennit.attribution import Gradient
 from zennit.composites import EpsilonGammaBox
 
+from subdistill.registry import Registry
 from subdistill.explain.canonizers import canonizer_for, check_same_outputs
 from subdistill.explain.errors import ExplainError
 from subdistill.explain.patches import default_patch_size, patch_ids
 from subdistill.explain.target import gap_function, gap_output_relevance
-from subdistill.frozen import frozen
-from subdistill.subtask import RestrictedTeacher
+from subdistill.modes import frozen
+from subdistill.models.restricted import RestrictedTeacher
 
-__all__ = ["METHODS", "attribute", "box_bounds", "integrated_gradients", "lrp", "shapley_patches"]
+__all__ = ["ATTRIBUTIONS", "attribute", "box_bounds", "integrated_gradients", "list_attributions",
+           "lrp", "register_attribution", "shapley_patches"]
 
 
 def box_bounds(mean: Sequence[float], std: Sequence[float]) -> tuple[Tensor, Tensor]:
@@ -112,11 +114,21 @@ def shapley_patches(
     return (values / sizes[ids]).to(images.dtype)
 
 
-METHODS: dict[str, Callable[..., Tensor]] = {
-    "lrp": lrp,
-    "ig": integrated_gradients,
-    "svs": shapley_patches,
-}
+Attribution = Callable[..., Tensor]
+ATTRIBUTIONS: Registry[Attribution] = Registry("attribution method", ExplainError)
+ATTRIBUTIONS.register("lrp", lrp)
+ATTRIBUTIONS.register("ig", integrated_gradients)
+ATTRIBUTIONS.register("svs", shapley_patches)
+
+
+def register_attribution(name: str) -> Callable[[Attribution], Attribution]:
+    """Register ``fn(model, images, labels, **options) -> (B, C, H, W) relevance`` as ``name``."""
+    return ATTRIBUTIONS.register(name)
+
+
+def list_attributions() -> list[str]:
+    """Names of the registered attribution methods."""
+    return ATTRIBUTIONS.names()
 
 
 def attribute(
@@ -134,16 +146,12 @@ def attribute(
     (subtask labels for a RestrictedTeacher). ``options`` go to the method: :func:`lrp`
     (``mean``, ``std`` required), :func:`integrated_gradients` or :func:`shapley_patches`.
     """
-    if method not in METHODS:
-        raise ExplainError(
-            f"unknown attribution method {method!r}; choose one of {sorted(METHODS)}."
-        )
+    explain = ATTRIBUTIONS.get(method)
     if images.ndim != 4 or labels.shape != images.shape[:1]:
         raise ExplainError(
             f"expected images (B, C, H, W) and labels (B,), got {tuple(images.shape)} and "
             f"{tuple(labels.shape)}."
         )
-    explain = METHODS[method]
     with frozen(model):
         maps = [
             explain(model, x, y, **options).detach().sum(1)

@@ -8,8 +8,8 @@ additions and global pooling into modules that LRP rules can see. Supported: our
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +27,13 @@ from zennit.torchvision import ResNetCanonizer
 from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from subdistill.explain.errors import ExplainError
-from subdistill.frozen import frozen
+from subdistill.modes import frozen
+from subdistill.registry import Registry
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
 from subdistill.models.mobile import InvertedResidual, MobileStudent
 
-__all__ = ["canonized", "canonizer_for", "check_same_outputs", "conv_bn_pairs"]
+__all__ = ["CANONIZERS", "CanonizerRule", "canonizer_for", "check_same_outputs", "conv_bn_pairs",
+           "register_canonizer"]
 
 _SEQUENTIAL_LEAVES = (Linear, BatchNorm, Activation, AvgPool, MaxPool, nn.Flatten, nn.Dropout,
                       nn.Identity)
@@ -118,23 +120,48 @@ def _is_plain_sequential(model: nn.Module) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class CanonizerRule:
+    """Which models a canonizer serves (``applies(model)``) and how to build it for one
+    (``build(model, example)``, ``example`` an input batch)."""
+
+    applies: Callable[[nn.Module], bool]
+    build: Callable[[nn.Module, Tensor], Canonizer]
+
+
+CANONIZERS: Registry[CanonizerRule] = Registry("canonizer", ExplainError)
+
+
+def register_canonizer(name: str, applies: Callable[[nn.Module], bool],
+                       build: Callable[[nn.Module, Tensor], Canonizer]) -> CanonizerRule:
+    """Register the LRP canonizer ``build(model, example)`` for the models where
+    ``applies(model)``; rules registered later are tried first, so a plugin's rule wins."""
+    return CANONIZERS.register(name, CanonizerRule(applies, build))
+
+
+def _ours(model: nn.Module, example: Tensor) -> Canonizer:
+    return CompositeCanonizer([NamedMergeBatchNorm(conv_bn_pairs(model, example)),
+                               AttributeCanonizer(_forward_attributes)])
+
+
+register_canonizer("torchvision-resnet", lambda m: isinstance(m, ResNet),
+                   lambda m, x: ResNetCanonizer())
+register_canonizer("torchvision-vgg", lambda m: isinstance(m, VGG),
+                   lambda m, x: SequentialMergeBatchNorm())
+register_canonizer("subdistill-models", lambda m: type(m) in (CifarResNet, MobileStudent), _ours)
+register_canonizer("sequential", _is_plain_sequential, lambda m, x: SequentialMergeBatchNorm())
+
+
 def canonizer_for(model: nn.Module, example: Tensor) -> Canonizer:
     """The zennit canonizer of ``model``'s architecture; ``example`` is an input batch (traced
     to pair convs with BatchNorms). Raises ExplainError for an unsupported architecture."""
-    if isinstance(model, ResNet):
-        return ResNetCanonizer()
-    if isinstance(model, VGG):
-        return SequentialMergeBatchNorm()
-    if type(model) in (CifarResNet, MobileStudent):
-        return CompositeCanonizer([
-            NamedMergeBatchNorm(conv_bn_pairs(model, example)),
-            AttributeCanonizer(_forward_attributes),
-        ])
-    if _is_plain_sequential(model):
-        return SequentialMergeBatchNorm()
+    for rule in reversed(CANONIZERS.in_order()):
+        if rule.applies(model):
+            return rule.build(model, example)
     raise ExplainError(
         f"LRP cannot canonize a {type(model).__name__}: supported are CifarResNet, MobileStudent, "
-        "torchvision ResNet and VGG, and nn.Sequential stacks of standard layers. "
+        "torchvision ResNet and VGG, nn.Sequential stacks of standard layers, and models of a "
+        "registered canonizer (register_canonizer; docs/extending.md). "
         "Use method 'ig' or 'svs' for other architectures."
     )
 
@@ -149,15 +176,3 @@ def check_same_outputs(original: Tensor, canonized: Tensor, model: nn.Module) ->
             f"{float(error):.3g}; its layers do not follow the supported conv -> BatchNorm / "
             "residual layout."
         )
-
-
-@contextmanager
-def canonized(model: nn.Module, example: Tensor) -> Iterator[nn.Module]:
-    """``model`` in eval mode with its canonizer applied; everything is restored on exit."""
-    with frozen(model):
-        handles = canonizer_for(model, example).apply(model)
-        try:
-            yield model
-        finally:
-            for handle in reversed(handles):
-                handle.remove()

@@ -15,9 +15,9 @@ from subdistill.explain.errors import ExplainError
 from subdistill.explain.metrics import patch_pool
 from subdistill.explain.patches import default_patch_size, grid_shape, patch_ids
 from subdistill.explain.target import logit_gap
-from subdistill.frozen import frozen
+from subdistill.modes import frozen
 
-__all__ = ["FlipCurves", "flip_auc", "flip_curves", "removal_counts"]
+__all__ = ["FlipCurves", "flip_curves", "removal_counts"]
 
 
 class FlipCurves(NamedTuple):
@@ -76,12 +76,3 @@ def flip_curves(
                 [logit_gap(model(torch.where(r < int(n), fill, x)), y) for n in counts], dim=1
             ))
     return FlipCurves(counts.to(images.dtype) / (rows * cols), torch.cat(curves))
-
-
-def flip_auc(gaps: Tensor) -> Tensor:
-    """Normalised area under flipping curves (B, S+1): ``mean_t g_t / g_0`` over all S+1 points
-    (t = 0 included, so 1 for a flat curve). Lower = the ranking finds the evidence faster.
-    NaN where ``g_0 <= 0`` (the image is not classified correctly: no gap to destroy)."""
-    start = gaps[:, :1]
-    auc = (gaps / start).mean(1)
-    return torch.where(start[:, 0] > 0, auc, torch.full_like(auc, float("nan")))

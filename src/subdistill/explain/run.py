@@ -11,13 +11,12 @@ from typing import Any
 import torch
 
 from ..atomic import write_csv, write_text
-from ..bench.grid import subtask_label
-from ..bench.runner import final_run_dirs
 from ..config import DataConfig, ModelConfig, read_yaml, to_dict
 from ..errors import ConfigError
-from ..experiment import build_model, load_task_data
-from ..subtask import restrict_teacher
-from ..training import seed_everything
+from ..jobs import build_model, load_task_data
+from ..models.restricted import restrict_teacher
+from ..results import final_run_dirs, subtask_label
+from ..training.trainer import seed_everything
 from .analysis import TEACHER, agreement_rows, heatmaps_for, paired_differences, summarize
 from .figure import heatmap_grid
 
@@ -45,6 +44,7 @@ class ExplainConfig:
     seed: int = 0
     reference: str = "subdistill"
     out_dir: str = "runs/explain"
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.students and not self.bench:

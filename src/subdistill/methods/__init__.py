@@ -2,25 +2,27 @@
 
 from . import at, ce_kd, dkd, fitnet, kd, spkd, subdistill, vid, vkd  # noqa: F401  (register)
 from .base import (
-    METHODS,
+    DISTILL_METHODS,
     DistillMethod,
     LayerPair,
     PrepareContext,
     StepOutputs,
     build_method,
     describe_methods,
+    list_methods,
     method_class,
     register_method,
 )
 
 __all__ = [
-    "METHODS",
+    "DISTILL_METHODS",
     "DistillMethod",
     "LayerPair",
     "PrepareContext",
     "StepOutputs",
     "build_method",
     "describe_methods",
+    "list_methods",
     "method_class",
     "register_method",
 ]

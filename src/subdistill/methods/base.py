@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from ..errors import ConfigError, closest
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -87,21 +88,23 @@ class DistillMethod(nn.Module):
         raise NotImplementedError
 
 
-METHODS: dict[str, type[DistillMethod]] = {}
+DISTILL_METHODS: Registry[type[DistillMethod]] = Registry(
+    "method", ConfigError, "`subdistill list methods` describes them.")
 
 
 def register_method(cls: type[DistillMethod]) -> type[DistillMethod]:
     """Class decorator adding a method to the registry under ``cls.name``."""
-    METHODS[cls.name] = cls
-    return cls
+    return DISTILL_METHODS.register(cls.name, cls)
 
 
 def method_class(name: str) -> type[DistillMethod]:
     """The registered method called ``name``."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}.{closest(name, METHODS)} "
-                          f"Available: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return DISTILL_METHODS.get(name)
+
+
+def list_methods() -> list[str]:
+    """Names of the registered methods."""
+    return DISTILL_METHODS.names()
 
 
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
@@ -135,4 +138,4 @@ def build_method(name: str, pairs: Sequence[LayerPair] = (), **options: Any) -> 
 
 def describe_methods() -> Mapping[str, type[DistillMethod]]:
     """Registered methods, sorted by name."""
-    return dict(sorted(METHODS.items()))
+    return dict(DISTILL_METHODS.items())

@@ -56,13 +56,6 @@ def warmup_factor(progress: float, warmup: float) -> float:
     return min(progress / warmup, 1.0) if warmup > 0 else 1.0
 
 
-def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, alpha: float = 1.0,
-             beta: float = 8.0, temperature: float = 1.0) -> Tensor:
-    """``α · TCKD + β · NCKD``."""
-    return (alpha * tckd_loss(student_logits, teacher_logits, labels, temperature)
-            + beta * nckd_loss(student_logits, teacher_logits, labels, temperature))
-
-
 @register_method
 class DKD(DistillMethod):
     name = "dkd"

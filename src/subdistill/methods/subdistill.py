@@ -17,7 +17,7 @@ from ..losses import subspace_loss
 from ..subspace.basis import BASIS_METHODS, Basis, check_k
 from ..subspace.fit import fit_subspaces
 from ..subspace.io import load_bases, save_bases
-from ..subtask import RestrictedTeacher
+from ..models.restricted import RestrictedTeacher
 from ..taps import align
 from .base import PrepareContext, register_method
 from .layerwise import LayerwiseMethod
@@ -122,8 +122,8 @@ class SubDistill(LayerwiseMethod):
     def __init__(self, pairs, **options):
         super().__init__(pairs, **options)
         if self.options["basis"] not in BASIS_METHODS:
-            raise ConfigError(f"unknown basis method {self.options['basis']!r}; choose one of "
-                              f"{', '.join(BASIS_METHODS)}")
+            raise ConfigError(f"method subdistill: unknown basis {self.options['basis']!r}; "
+                              f"choose one of {', '.join(BASIS_METHODS.names())}")
         if self.options["normalization"] not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalization {self.options['normalization']!r}; "
                               f"choose one of {', '.join(NORMALIZATIONS)}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from ..modes import eval_mode
 
 __all__ = ["LayerInfo", "format_layer_table", "layer_shapes"]
 
@@ -20,19 +20,6 @@ class LayerInfo:
     type: str
     shape: tuple[int, ...]
     calls: int = 1
-
-
-@contextmanager
-def _probe_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no grad inside; every module's own train/eval flag restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
@@ -61,7 +48,7 @@ def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
             if path:
                 handles.append(module.register_forward_pre_hook(lambda m, a, p=path: pre_hook(p)))
                 handles.append(module.register_forward_hook(lambda m, a, o, p=path: hook(p, o)))
-        with _probe_mode(model):
+        with eval_mode(model), torch.no_grad():
             model(example)
     finally:
         for handle in handles:

@@ -18,9 +18,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from subdistill.atomic import atomic_path
-from subdistill.errors import ModelError, closest
+from subdistill.errors import ModelError
+from subdistill.registry import Registry
 
 __all__ = [
+    "MODELS",
+    "MODEL_PREFIXES",
     "ModelFactory",
     "count_parameters",
     "create_model",
@@ -44,34 +47,27 @@ class ModelFactory(Protocol):
 
 PrefixResolver = Callable[[str], ModelFactory]
 
-_MODELS: dict[str, ModelFactory] = {}
-_PREFIXES: dict[str, PrefixResolver] = {}
+MODELS: Registry[ModelFactory] = Registry(
+    "model", ModelError, "`subdistill list models` lists them; prefixed names such as "
+    "'timm:<name>' reach other libraries.")
+MODEL_PREFIXES: Registry[PrefixResolver] = Registry("model prefix", ModelError)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator registering a model factory under ``name``."""
     if ":" in name:
         raise ModelError(f"Model name {name!r} must not contain ':' (reserved for prefixes).")
-
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS:
-            raise ModelError(f"Model name {name!r} is already registered.")
-        _MODELS[name] = factory
-        return factory
-
-    return decorator
+    return MODELS.register(name)
 
 
 def register_prefix(prefix: str, resolver: PrefixResolver) -> None:
     """Route names ``"prefix:<name>"`` to ``resolver(<name>)``, which returns a factory."""
-    if prefix in _PREFIXES:
-        raise ModelError(f"Model prefix {prefix!r} is already registered.")
-    _PREFIXES[prefix] = resolver
+    MODEL_PREFIXES.register(prefix, resolver)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted names of the registered models, optionally filtered by a shell-style pattern."""
-    names = sorted(_MODELS)
+    names = MODELS.names()
     return names if pattern is None else fnmatch.filter(names, pattern)
 
 
@@ -112,20 +108,7 @@ def create_model(
 
 def _resolve(name: str) -> ModelFactory:
     prefix, sep, rest = name.partition(":")
-    if sep:
-        if prefix not in _PREFIXES:
-            raise ModelError(
-                f"Unknown model prefix {prefix!r} in {name!r}; known prefixes: "
-                f"{', '.join(sorted(_PREFIXES)) or 'none'}.{closest(prefix, _PREFIXES)}"
-            )
-        return _PREFIXES[prefix](rest)
-    if name not in _MODELS:
-        prefixes = "".join(f", or '{p}:<name>'" for p in sorted(_PREFIXES))
-        raise ModelError(
-            f"Unknown model {name!r}.{closest(name, _MODELS)} "
-            f"See subdistill.models.list_models(){prefixes}."
-        )
-    return _MODELS[name]
+    return MODEL_PREFIXES.get(prefix)(rest) if sep else MODELS.get(name)
 
 
 def _check_kwargs(name: str, factory: ModelFactory, kwargs: dict[str, object]) -> None:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..errors import BasisError, closest
+from ..errors import BasisError
+from ..registry import Registry
 from .moments import Moments, moments_of
-
-BASIS_METHODS: dict[str, str] = {
-    "subdistill": "eigenvectors of the PSD matrix Σac+Σacᵀ+2αΣa+(2/α)Σc (the paper's method)",
-    "pca": "eigenvectors of the activation covariance Σa",
-    "gradpca": "eigenvectors of the gradient second moment Σc",
-    "prca": "eigenvectors of Σac+Σacᵀ, sorted by signed eigenvalue",
-    "prca-abs": "eigenvectors of Σac+Σacᵀ, sorted by absolute eigenvalue",
-    "random": "a Haar-random orthonormal basis (seeded)",
-    "identity": "the first k coordinate axes",
-}
-
 
 @dataclass
 class Basis:
@@ -103,6 +94,51 @@ def check_k(k: int | None, d: int) -> int:
     return k
 
 
+Eigen = Callable[[Moments, int], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class BasisRule:
+    """How a basis method ranks directions: ``eigen(moments, seed)`` gives all d values (in
+    selection order) and the matching d×d orthonormal vectors; ``fix_signs``: make the signs
+    deterministic (not for random or fixed bases)."""
+
+    description: str
+    eigen: Eigen
+    fix_signs: bool = True
+
+
+BASIS_METHODS: Registry[BasisRule] = Registry("basis method", BasisError)
+
+
+def register_basis(name: str, description: str, eigen: Eigen, fix_signs: bool = True) -> BasisRule:
+    """Register basis method ``name`` (see :class:`BasisRule`)."""
+    return BASIS_METHODS.register(name, BasisRule(description, eigen, fix_signs))
+
+
+def _haar(moments: Moments, seed: int) -> tuple[Tensor, Tensor]:
+    d = moments.dim
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed),
+                                       dtype=torch.float64))
+    return torch.zeros(d, dtype=torch.float64), q * torch.sign(torch.diagonal(r))  # Haar
+
+
+register_basis("subdistill", "eigenvectors of the PSD matrix Σac+Σacᵀ+2αΣa+(2/α)Σc (the "
+               "paper's method)", lambda m, seed: _sorted_eigh(subdistill_matrix(m)))
+register_basis("pca", "eigenvectors of the activation covariance Σa",
+               lambda m, seed: _sorted_eigh(m.cov_a))
+register_basis("gradpca", "eigenvectors of the gradient second moment Σc",
+               lambda m, seed: _sorted_eigh(m.cov_c))
+register_basis("prca", "eigenvectors of Σac+Σacᵀ, sorted by signed eigenvalue",
+               lambda m, seed: _sorted_eigh(m.cov_ac + m.cov_ac.T))
+register_basis("prca-abs", "eigenvectors of Σac+Σacᵀ, sorted by absolute eigenvalue",
+               lambda m, seed: _sorted_eigh(m.cov_ac + m.cov_ac.T, by_abs=True))
+register_basis("random", "a Haar-random orthonormal basis (seeded)", _haar, fix_signs=False)
+register_basis("identity", "the first k coordinate axes",
+               lambda m, seed: (torch.zeros(m.dim, dtype=torch.float64),
+                                torch.eye(m.dim, dtype=torch.float64)), fix_signs=False)
+
+
 def basis_from_moments(
     moments: Moments,
     method: str = "subdistill",
@@ -110,36 +146,16 @@ def basis_from_moments(
     seed: int = 0,
     energy_cov: Tensor | None = None,
 ) -> Basis:
-    """Eigendecompose the method's matrix built from ``moments`` and keep the top ``k`` vectors.
+    """Rank the directions of ``moments`` by basis ``method`` and keep the top ``k``.
 
     ``energy_cov`` is the covariance (about ``moments.mean``) of the activations that the loss
     actually compares (e.g. after pooling); by default ``moments.cov_a``. The energy is
     ``Σ_{i≤k} uᵢᵀ Σ uᵢ``.
     """
-    if method not in BASIS_METHODS:
-        raise BasisError(f"unknown basis method {method!r}.{closest(method, BASIS_METHODS)} "
-                         f"Choose one of: {', '.join(BASIS_METHODS)}")
-    d = moments.dim
-    k = check_k(k, d)
-    if method == "subdistill":
-        values, vectors = _sorted_eigh(subdistill_matrix(moments))
-    elif method == "pca":
-        values, vectors = _sorted_eigh(moments.cov_a)
-    elif method == "gradpca":
-        values, vectors = _sorted_eigh(moments.cov_c)
-    elif method in ("prca", "prca-abs"):
-        values, vectors = _sorted_eigh(moments.cov_ac + moments.cov_ac.T, by_abs=method == "prca-abs")
-    elif method == "random":
-        gen = torch.Generator().manual_seed(seed)
-        q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
-        vectors = q * torch.sign(torch.diagonal(r))  # Haar-distributed
-        values = torch.zeros(d, dtype=torch.float64)
-    else:  # identity
-        vectors = torch.eye(d, dtype=torch.float64)
-        values = torch.zeros(d, dtype=torch.float64)
-    U = vectors[:, :k]
-    if method not in ("random", "identity"):
-        U = fix_signs(U)
+    rule = BASIS_METHODS.get(method)
+    k = check_k(k, moments.dim)
+    values, vectors = rule.eigen(moments, seed)
+    U = fix_signs(vectors[:, :k]) if rule.fix_signs else vectors[:, :k]
     cov = moments.cov_a if energy_cov is None else energy_cov.to(torch.float64)
     energy = float(torch.einsum("ik,ij,jk->", U, cov, U))
     return Basis(U=U.contiguous(), mean=moments.mean.clone(), energy=energy,

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_sum
 from ..errors import BasisError, NonFiniteError
-from ..frozen import frozen
+from ..modes import frozen
 from ..taps import LayerTaps, as_grid, flatten_positions
 from .basis import Basis, basis_from_moments
 from .moments import MomentAccumulator

@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..methods.layerwise import LayerwiseMethod
+from .precision import to_layout
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,21 @@ def collapse_message(history: Sequence[Mapping[str, Any]], classes: int,
             f"{len(history)} epochs while the layer terms fell from {first:.4g} to {last:.4g}: "
             "the student follows the layer term and ignores the task. Use calibration: "
             "gradient or a smaller lambda")
+
+
+def calibration_batches(train: Dataset, batch_size: int, channels_last: bool,
+                        device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """The first :data:`CALIBRATION_BATCHES` unaugmented training batches, in order (the same
+    in every process). The loader has a generator of its own, so the global random state is
+    not touched."""
+    loader = DataLoader(train, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    batches: list[tuple[Tensor, Tensor]] = []
+    for x, y, *_ in loader:
+        if len(batches) == CALIBRATION_BATCHES:
+            break
+        if x.shape[0] > 1 or not batches:  # batch normalisation cannot train on one image
+            batches.append((to_layout(x.to(device), channels_last), y.to(device)))
+    return batches
 
 
 def calibrate(method: LayerwiseMethod, student: nn.Module, step_outputs: StepOutputsFn,

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import all_reduce_sum, shard
+from ..modes import eval_mode
 from .precision import autocast
 
 
@@ -21,17 +22,13 @@ def accuracy(model: nn.Module, data: Dataset | DataLoader, device: torch.device 
     if sharded and not isinstance(data, DataLoader):
         data = shard(data)
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
-    was_training = model.training
-    model.eval()
     correct = total = 0
-    try:
+    with eval_mode(model):
         for x, y in loader:
             with autocast(device, precision):
                 prediction = model(x.to(device)).argmax(dim=-1)
             correct += (prediction == y.to(device)).sum().item()
             total += y.numel()
-    finally:
-        model.train(was_training)
     if sharded:
         counts = torch.tensor([correct, total], dtype=torch.float64, device=device)
         all_reduce_sum([counts])

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..methods.base import LayerPair
+from ..modes import eval_mode
 from ..taps import LayerTaps, as_grid
 
 
@@ -20,14 +21,9 @@ def probe_pairs(teacher: nn.Module, student: nn.Module, pairs: Mapping[str, str]
     shapes = {}
     for role, model, layers in (("teacher", teacher, pairs.keys()),
                                 ("student", student, pairs.values())):
-        was_training = model.training
-        model.eval()
-        try:
-            with LayerTaps(model, layers) as taps:
-                model(example)
-                shapes[role] = {k: as_grid(v).shape[1:] for k, v in taps.outputs.items()}
-        finally:
-            model.train(was_training)
+        with eval_mode(model), LayerTaps(model, layers) as taps:
+            model(example)
+            shapes[role] = {k: as_grid(v).shape[1:] for k, v in taps.outputs.items()}
     result = []
     for t_layer, s_layer in pairs.items():
         t_shape, s_shape = shapes["teacher"][t_layer], shapes["student"][s_layer]

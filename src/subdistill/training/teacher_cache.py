@@ -31,7 +31,7 @@ from ..atomic import write_text
 from ..data.augment import Augment
 from ..distributed import even_shard, is_main
 from ..fingerprint import model_fingerprint
-from ..frozen import frozen
+from ..modes import frozen
 from ..taps import LayerTaps, as_grid
 from .evaluate import accuracy
 from .precision import autocast, to_layout

@@ -9,14 +9,16 @@ from pathlib import Path
 from torch import nn
 
 from .config import DataConfig, DistillConfig, ModelConfig, TeacherConfig, to_dict
-from .data import ImageDataset, SubtaskSplits, load_dataset, make_splits
+from .data import ImageDataset, Subtask, SubtaskSplits, load_dataset, make_splits
 from .errors import ConfigError
 from .methods.subdistill import SubDistill
 from .models import count_parameters, create_model
+from .models.restricted import restrict_teacher
 from .subspace import Basis
-from .subtask import Subtask, restrict_teacher
-from .training import DistillResult, TrainConfig, distill
-from .training.trainer import build_checked_method, seed_everything, setup_method
+from .training.config import TrainConfig
+from .training.scoring import DistillResult
+from .training.setup import build_checked_method, setup_method
+from .training.trainer import distill, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,112 @@
+"""The dataset classes: normalised float images with int labels, and views of a subtask.
+
+Every dataset yields ``(image, label)`` with ``image`` a float32 C×H×W tensor normalised with the
+dataset's ``mean``/``std`` and ``label`` an int in the dataset's own label space. No dataset
+augments: augmentation is applied batch-wise by the trainer (see :mod:`subdistill.data.augment`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..errors import DataError, SubtaskError
+
+Stats = tuple[float, ...]
+
+
+class ImageDataset(Dataset):
+    """Base of all datasets: normalised float32 C×H×W images with int labels.
+
+    Attributes: ``classes`` (class names, indexed by label), ``targets`` (int64 labels of all
+    items), ``mean``/``std`` (per-channel normalisation), ``image_shape`` (C, H, W) and
+    ``family`` (the preset family for :meth:`Subtask.resolve`, or None).
+    """
+
+    classes: list[str]
+    targets: np.ndarray
+    mean: Stats
+    std: Stats
+    image_shape: tuple[int, int, int]
+    family: str | None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        raise NotImplementedError
+
+    def _normalize(self, image: Tensor) -> Tensor:
+        """uint8 C×H×W -> float32 normalised with this dataset's mean/std."""
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return (image.float() / 255.0 - mean) / std
+
+class ArrayImageDataset(ImageDataset):
+    """All images held in memory as one uint8 (N, C, H, W) tensor, normalised on access."""
+
+    def __init__(
+        self,
+        images: Tensor | np.ndarray,
+        targets: Sequence[int] | np.ndarray,
+        classes: Sequence[str],
+        mean: Stats,
+        std: Stats,
+        family: str | None = None,
+    ) -> None:
+        images = torch.as_tensor(images)
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise DataError(
+                f"images must be a uint8 (N, C, H, W) array, got {images.dtype} of shape "
+                f"{tuple(images.shape)}."
+            )
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(targets) != len(images):
+            raise DataError(f"{len(images)} images but {len(targets)} labels; give one each.")
+        if not len(mean) == len(std) == images.shape[1]:
+            raise DataError(
+                f"mean/std have {len(mean)}/{len(std)} entries for {images.shape[1]} channels."
+            )
+        self.images = images
+        self.targets = targets
+        self.classes = list(classes)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.image_shape = tuple(images.shape[1:])
+        self.family = family
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self._normalize(self.images[index]), int(self.targets[index])
+
+class SubtaskDataset(ImageDataset):
+    """A view of ``base`` restricted to ``indices``, with labels remapped by ``label_map``.
+
+    ``classes`` are the subtask's class names in new-label order. ``family`` is None, since the
+    view's labels are no longer those of the base dataset's family.
+    """
+
+    def __init__(self, base: ImageDataset, indices: Sequence[int] | np.ndarray,
+                 label_map: Mapping[int, int]) -> None:
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.label_map = dict(label_map)
+        original = base.targets[self.indices]
+        foreign = sorted(set(original.tolist()) - set(self.label_map))
+        if foreign:
+            raise SubtaskError(
+                f"the selected items include classes {foreign} outside the subtask "
+                f"{sorted(self.label_map)}; select only items of the subtask's classes."
+            )
+        self.targets = np.array([self.label_map[t] for t in original.tolist()], dtype=np.int64)
+        by_label = sorted(self.label_map, key=self.label_map.__getitem__)
+        self.classes = [base.classes[c] for c in by_label]
+        self.mean, self.std = base.mean, base.std
+        self.image_shape = base.image_shape
+        self.family = None
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, _ = self.base[int(self.indices[index])]
+        return image, int(self.targets[index])

@@ -1,0 +1,41 @@
+"""Looking up the runs of a benchmark grid in its results ledger (``results.csv``), shared by
+``subdistill bench`` (which writes it) and ``subdistill explain`` (which reads it)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SubtaskSpec = Any  # a preset name or a list of class indices / names
+
+
+def subtask_label(spec: SubtaskSpec) -> str:
+    """A short, path-safe name of a subtask spec."""
+    return spec if isinstance(spec, str) else "-".join(str(c) for c in spec)
+
+
+def final_runs(rows: Iterable[Mapping[str, Any]], out_dir: str | Path, subtask: str, rho: float,
+               seed: int) -> dict[str, Path]:
+    """Run directory per method of the final runs among ``rows`` (``results.csv`` rows, parsed
+    or not) at one (subtask, rho, seed)."""
+    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows
+            if r["stage"] == "final" and r["subtask"] == subtask and float(r["rho"]) == rho
+            and int(r["seed"]) == seed}
+
+
+def final_run_dirs(out_dir: str | Path, subtask: str, rho: float, seed: int) -> dict[str, Path]:
+    """Run directory per method of the finished final runs of a grid at one (subtask, rho,
+    seed), read from its ``results.csv``."""
+    results = Path(out_dir) / "results.csv"
+    if not results.is_file():
+        raise ConfigError(f"{results} does not exist: run `subdistill bench` first")
+    with open(results, newline="") as handle:
+        runs = final_runs(csv.DictReader(handle), out_dir, subtask, rho, seed)
+    if not runs:
+        raise ConfigError(f"{results} has no finished final run of subtask {subtask!r} at rho "
+                          f"{rho:g}, seed {seed}")
+    return runs

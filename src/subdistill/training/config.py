@@ -1,0 +1,128 @@
+"""The training settings of a run (:class:`TrainConfig`) and the checks they pass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+
+from ..data.augment import AUGMENTS
+from ..errors import ConfigError, SubdistillError, closest
+from .checkpoint import config_hash
+from .optim import OPTIMIZERS, SCHEDULES
+
+PRECISIONS = ("fp32", "bf16")
+# training settings that may differ between an interrupted run and its resumption
+RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and loop settings (defaults: the paper's reference schedule)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "step"
+    step_size: int = 25
+    gamma: float = 0.5
+    warmup_epochs: int = 0
+    augment: str = "none"
+    precision: str = "fp32"
+    channels_last: bool = False
+    teacher_cache: str = ""
+    cache_copies: int = 1
+    eval_batch_size: int = 256
+    evaluations: int = 0
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_ranges(self)
+        for key, registry in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("augment", AUGMENTS)):
+            try:
+                registry.get(getattr(self, key))
+            except SubdistillError as err:
+                raise ConfigError(f"train.{key}: {err}") from None
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
+                              f"{self.precision!r}")
+        if self.teacher_cache and self.augment != "none" and self.cache_copies == 1:
+            raise ConfigError(f"train.teacher_cache with train.augment={self.augment!r} and "
+                              "cache_copies=1 would train on unaugmented images only: set "
+                              "cache_copies >= 2 (the original plus augmented copies) or "
+                              "augment: none")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"train.warmup_epochs ({self.warmup_epochs}) must be fewer than "
+                              f"train.epochs ({self.epochs})")
+        check_device(self.device)
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Positive sizes and rates, non-negative counts, a 32-bit seed."""
+    for name in ("epochs", "batch_size", "lr", "step_size", "gamma", "eval_batch_size"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"train.{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("weight_decay", "momentum", "num_workers", "warmup_epochs", "evaluations"):
+        if not getattr(cfg, name) >= 0:
+            raise ConfigError(f"train.{name} must not be negative, got {getattr(cfg, name)}")
+    if cfg.cache_copies < 1:
+        raise ConfigError(f"train.cache_copies must be >= 1, got {cfg.cache_copies}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"train.seed must be in [0, 2**32), got {cfg.seed}")
+
+
+def merge_config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """``config`` (default: :class:`TrainConfig`) with keyword ``overrides``, names checked."""
+    names = [f.name for f in fields(TrainConfig)]
+    for key in overrides:
+        if key not in names:
+            raise ConfigError(f"unknown training option {key!r}.{closest(key, names)}")
+    return replace(config or TrainConfig(), **overrides)
+
+
+def validation_epochs(epochs: int, evaluations: int) -> set[int]:
+    """The (1-based) epochs after which the student is validated: ``evaluations`` evenly
+    spaced ones ending with the last epoch, or every epoch when ``evaluations`` is 0."""
+    if evaluations == 0 or evaluations >= epochs:
+        return set(range(1, epochs + 1))
+    return {round(epochs * i / evaluations) for i in range(1, evaluations + 1)}
+
+
+def run_fingerprint(settings: Mapping[str, Any]) -> str:
+    """Hash of a run's settings (with a ``train`` mapping) that must not change when it is
+    resumed: training options that may change (:data:`RESUMABLE_CHANGES`) and options at
+    their default value (an empty ``imports`` list too) are left out, so options added to a
+    later version keep old runs resumable."""
+    defaults = asdict(TrainConfig())
+    train = {k: v for k, v in settings["train"].items()
+             if k not in RESUMABLE_CHANGES and (k not in defaults or defaults[k] != v)}
+    kept = {k: v for k, v in settings.items() if not (k == "imports" and not v)}
+    return config_hash({**kept, "train": train})
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device called ``name``, if this machine has it."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device {name!r} is not a device name (e.g. cpu, cuda, cuda:1, "
+                          "mps)") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device {name!r}: only cpu, cuda and mps are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available here; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device {name!r}: this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device is {name!r} but MPS is not available here; use cpu")
+    return device

@@ -1,0 +1,75 @@
+"""After training: the student's and the teacher's accuracies, the result and its summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..methods import DistillMethod
+from ..methods.layerwise import LayerwiseMethod
+from ..models.registry import count_parameters
+from .config import TrainConfig
+from .evaluate import accuracy
+from .state import TrainingState
+from .teacher_cache import cached_accuracy
+
+
+@dataclass
+class DistillResult:
+    """Outcome of :func:`distill`: the student with its best-validation weights and the scores."""
+
+    student: nn.Module
+    method: DistillMethod
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float | None
+    teacher_val_accuracy: float | None
+    teacher_test_accuracy: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path | None = None
+
+
+def score(state: TrainingState, teacher: nn.Module | None, val: Dataset, test: Dataset | None,
+          cfg: TrainConfig, device: torch.device, run_dir: str | Path | None) -> DistillResult:
+    """The result of a finished run: the student's (best weights) test accuracy, the
+    teacher's validation and test accuracies (remembered in the teacher cache when there is
+    one). In a process group every process scores its share."""
+
+    def student_accuracy(data: Dataset | None) -> float | None:
+        return None if data is None else accuracy(
+            state.student, data, device, cfg.eval_batch_size, cfg.precision, sharded=True)
+
+    def teacher_accuracy(data: Dataset | None) -> float | None:
+        if teacher is None or data is None:
+            return None
+        if not cfg.teacher_cache:
+            return accuracy(teacher, data, device, cfg.eval_batch_size, cfg.precision,
+                            sharded=True)
+        return cached_accuracy(cfg.teacher_cache, teacher, data, device=device,
+                               batch_size=cfg.eval_batch_size, precision=cfg.precision)
+
+    return DistillResult(
+        student=state.student, method=state.method, best_epoch=state.best["epoch"],
+        best_val_accuracy=state.best["val_accuracy"], test_accuracy=student_accuracy(test),
+        teacher_val_accuracy=teacher_accuracy(val), teacher_test_accuracy=teacher_accuracy(test),
+        history=state.history, run_dir=Path(run_dir) if run_dir is not None else None)
+
+
+def summary(result: DistillResult, cfg: TrainConfig) -> dict[str, Any]:
+    """The contents of ``summary.json``: the scores, the student's size, the run's length
+    and, for a layer-wise method, its layer weights."""
+    method = result.method
+    return {
+        "method": method.name, "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy, "test_accuracy": result.test_accuracy,
+        "teacher_val_accuracy": result.teacher_val_accuracy,
+        "teacher_test_accuracy": result.teacher_test_accuracy,
+        "student_parameters": count_parameters(result.student),
+        "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in result.history),
+        **({"layer_weights": method.named_weights()}
+           if isinstance(method, LayerwiseMethod) else {})}

@@ -1,0 +1,92 @@
+"""Before training: check the models against the data, resolve the layer pairs, build and
+prepare the method."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..distributed import is_main, local_device, rank, shard, world_size
+from ..errors import ModelError
+from ..methods import DistillMethod, PrepareContext, build_method, method_class
+from ..modes import eval_mode
+from .config import TrainConfig
+from .pairs import probe_pairs
+
+
+def num_classes(dataset: Dataset) -> int:
+    """The number of classes of ``dataset`` (``len(dataset.classes)``, else the largest
+    label + 1)."""
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1  # type: ignore[arg-type]
+
+
+def check_outputs(teacher: nn.Module | None, student: nn.Module, example: torch.Tensor,
+                  classes: int) -> None:
+    """Both models output one logit per class of the data (a clear error otherwise)."""
+    for role, model in (("student", student), ("teacher", teacher)):
+        if model is None:
+            continue
+        with eval_mode(model), torch.no_grad():
+            width = model(example).shape[-1]
+        if width != classes:
+            hint = (" Restrict the teacher to the subtask (pass subtask= or use "
+                    "restrict_teacher)." if role == "teacher" else "")
+            raise ModelError(f"the {role} outputs {width} logits but the data has {classes} "
+                             f"classes.{hint}")
+
+
+def build_checked_method(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Dataset,
+    *,
+    method: str,
+    pairs: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+) -> DistillMethod:
+    """Check the models' outputs against the data, resolve the layer pairs on one example
+    batch and build the method (its options and pair shapes validated); nothing is trained."""
+    method_cls = method_class(method)
+    teacher = teacher if method_cls.needs_teacher else None
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)  # type: ignore[arg-type]
+    check_outputs(teacher, student, example, num_classes(train))
+    pairs = dict(pairs or {}) if method_cls.uses_layers else {}
+    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
+    return build_method(method, layer_pairs, **dict(options or {}))
+
+
+def setup_method(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Dataset,
+    *,
+    method: str,
+    pairs: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    run_dir: str | Path | None = None,
+) -> DistillMethod:
+    """:func:`build_checked_method`, then prepare the method (e.g. fit SubDistill's subspaces
+    on the unaugmented ``train`` data; in a process group each process takes its share)."""
+    cfg = config or TrainConfig()
+    device = local_device(cfg.device)
+    algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
+                                     options=options, device=device)
+    fit_loader = DataLoader(shard(train), batch_size=cfg.eval_batch_size, shuffle=False,
+                            num_workers=cfg.num_workers)
+    teacher = teacher if algorithm.needs_teacher else None
+    algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir,
+                                     cfg.progress and is_main(), (rank(), world_size())))
+    return algorithm.to(device)
