@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test teachers benchmarks bench-cifar10 bench-fashion-mnist clean
+.PHONY: setup demo lint test teachers benchmarks bench-cifar10 bench-fashion-mnist clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/subdistill demo
 
-test: setup
+# the lint and type gate (ruff with a complexity limit, mypy on src/), then the suite
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 # The two benchmark teachers (weights/; CIFAR-10 about 2 h, Fashion-MNIST 30 min on 2 CPU

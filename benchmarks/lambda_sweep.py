@@ -31,16 +31,18 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from subspace_fit import RESULTS, machine_info  # noqa: E402
-
 from subdistill.atomic import write_csv  # noqa: E402
-from subdistill.data import load_dataset, make_splits  # noqa: E402
+from subdistill.data import (  # noqa: E402
+    Subtask,  # noqa: E402
+    load_dataset,
+    make_splits,
+)
 from subdistill.demo import SETTINGS  # noqa: E402
 from subdistill.jobs import train_classifier  # noqa: E402
 from subdistill.models import create_model, load_weights  # noqa: E402
-from subdistill.data import Subtask  # noqa: E402
 from subdistill.models.restricted import restrict_teacher  # noqa: E402
 from subdistill.training import TrainConfig, distill, seed_everything  # noqa: E402
+from subspace_fit import RESULTS, machine_info  # noqa: E402
 
 LAYERWISE = ("subdistill", "fitnet", "vid", "at")
 BASELINES = ("kd", "student-only")

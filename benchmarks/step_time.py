@@ -32,16 +32,15 @@ import torch
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from subspace_fit import RESULTS, machine_info, report  # noqa: E402
-
-from subdistill.modes import frozen  # noqa: E402
 from subdistill.losses import subspace_loss  # noqa: E402
 from subdistill.models import create_model  # noqa: E402
+from subdistill.modes import frozen  # noqa: E402
 from subdistill.taps import LayerTaps, align, as_grid  # noqa: E402
-from subdistill.training.optim import build_optimizer  # noqa: E402
 from subdistill.training.config import TrainConfig  # noqa: E402
 from subdistill.training.epoch import StudentStep, train_epoch  # noqa: E402
+from subdistill.training.optim import build_optimizer  # noqa: E402
 from subdistill.training.setup import setup_method  # noqa: E402
+from subspace_fit import RESULTS, machine_info, report  # noqa: E402
 
 METHODS = ("kd", "kd+taps", "subdistill", "fitnet")
 TEACHERS = {

@@ -14,9 +14,10 @@ Approaches, each timed for N random 3x32x32 images on a randomly initialised CIF
 All approaches draw the same positions (keyed by seed, layer and image as in ``fit_subspaces``), so
 their bases must agree up to floating-point summation order. The teacher is frozen in every
 approach except ``per_layer_ref`` (no parameter gradients; ``per_layer`` backpropagates only down
-to the tapped layer), which makes ``per_layer`` *cheaper* than the reference code. Each (approach, N, repeat) runs in a fresh subprocess; peak memory is the growth
-of the resident set (``VmHWM`` after resetting it through ``/proc/self/clear_refs``) over the
-resident set just before the fit, i.e. it counts torch tensors as well as Python objects.
+to the tapped layer), which makes ``per_layer`` *cheaper* than the reference code. Each
+(approach, N, repeat) runs in a fresh subprocess; peak memory is the growth of the resident set
+(``VmHWM`` after resetting it through ``/proc/self/clear_refs``) over the resident set just
+before the fit, i.e. it counts torch tensors as well as Python objects.
 
     python benchmarks/subspace_fit.py --sizes 1000,10000,50000 --out benchmarks/results/subspace_fit.json
 """
@@ -39,11 +40,10 @@ from pathlib import Path
 
 import torch
 
-from subdistill.modes import frozen
 from subdistill.models import create_model
+from subdistill.modes import frozen
 from subdistill.subspace.basis import relevant_basis
-from subdistill.subspace.fit import (_position_key, _sample_positions, fit_subspaces,
-                                     logit_margin)
+from subdistill.subspace.fit import _position_key, _sample_positions, fit_subspaces, logit_margin
 from subdistill.taps import LayerTaps, as_grid, flatten_positions
 
 APPROACHES = ("stream", "per_layer", "store_all", "per_layer_ref")

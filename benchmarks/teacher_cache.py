@@ -25,11 +25,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from subspace_fit import RESULTS, machine_info, report  # noqa: E402
-
 from subdistill.models import create_model  # noqa: E402
 from subdistill.training import distill  # noqa: E402
 from subdistill.training.teacher_cache import TeacherCache  # noqa: E402
+from subspace_fit import RESULTS, machine_info, report  # noqa: E402
 
 METHODS = ("kd", "fitnet", "subdistill")
 TEACHER = {"blocks_per_stage": (1, 1, 1, 1), "widths": (32, 64, 128, 256)}

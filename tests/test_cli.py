@@ -69,6 +69,15 @@ def test_methods_and_layers_listings(capsys):
     assert "layer3" in out and "32" in out
 
 
+@pytest.mark.parametrize("kind, expected", [
+    ("methods", "subdistill"), ("models", "resnet18"), ("datasets", "cifar10-jpeg"),
+    ("subtasks", "vehicles"), ("attributions", "lrp"), ("augmentations", "crop-flip"),
+    ("bases", "prca-abs"), ("optimizers", "sgd"), ("schedules", "cosine")])
+def test_list_names_every_kind(kind, expected, capsys):
+    assert main(["list", kind]) == 0
+    assert expected in capsys.readouterr().out.split()
+
+
 def test_toy_runs(tmp_path, capsys):
     assert main(["toy", "--task", "0", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "xor_toy.csv").is_file()

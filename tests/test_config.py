@@ -10,8 +10,8 @@ from subdistill.config import (
     from_mapping,
     load_config,
 )
-from subdistill.explain.run import ExplainConfig
 from subdistill.errors import ConfigError
+from subdistill.explain.run import ExplainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -1,8 +1,8 @@
 import torch
 
 from conftest import TinyCNN
-from subdistill.fingerprint import model_fingerprint
 from subdistill.data import Subtask
+from subdistill.fingerprint import model_fingerprint
 from subdistill.models.restricted import restrict_teacher
 
 

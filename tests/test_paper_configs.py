@@ -25,12 +25,12 @@ from subdistill import jobs
 from subdistill.cli import main
 from subdistill.config import TeacherConfig, load_config
 from subdistill.data import load_dataset
-from subdistill.errors import BasisError
-from subdistill.jobs import run_distill
-from subdistill.subspace.fit import fit_subspaces
 from subdistill.data.cifar import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 from subdistill.data.subtask import PRESETS, Subtask
+from subdistill.errors import BasisError
+from subdistill.jobs import run_distill
 from subdistill.models.restricted import restrict_teacher
+from subdistill.subspace.fit import fit_subspaces
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
 RETRIEVER = PRESETS.get("imagenet")["retriever"]  # (205, ..., 209), the ImageNet configs' subtask

@@ -25,10 +25,13 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .data.subtask import Subtask
-    from .errors import SubdistillError
-    from .models.restricted import restrict_teacher
-    from .subspace import Basis, relevant_basis
-    from .subspace.fit import fit_subspaces
-    from .taps import LayerTaps
-    from .training import DistillResult, TrainConfig, distill
+    from .data.subtask import Subtask as Subtask
+    from .errors import SubdistillError as SubdistillError
+    from .models.restricted import restrict_teacher as restrict_teacher
+    from .subspace import Basis as Basis
+    from .subspace import relevant_basis as relevant_basis
+    from .subspace.fit import fit_subspaces as fit_subspaces
+    from .taps import LayerTaps as LayerTaps
+    from .training import DistillResult as DistillResult
+    from .training import TrainConfig as TrainConfig
+    from .training import distill as distill

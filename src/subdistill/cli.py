@@ -24,6 +24,12 @@ def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> Non
                             "directory's checkpoint (same config required)")
 
 
+def _add_imports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import a plugin module or .py file first (repeatable; "
+                        "docs/extending.md)")
+
+
 def _in_every_process(device: str, job: Callable[[], T]) -> T | None:
     """Run ``job`` in a process group when launched by torchrun; its result on rank 0 (or in
     the only process), None on the other ranks (which print nothing)."""
@@ -133,7 +139,9 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     import yaml
 
     from .models import create_model, format_layer_table, layer_shapes
+    from .plugins import import_plugins
 
+    import_plugins(args.imports)
     kwargs = {}
     for item in args.arg:
         key, _, value = item.partition("=")
@@ -264,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor argument, e.g. --arg depth=20 (repeatable)")
+    _add_imports(p)
     p.set_defaults(func=_cmd_layers)
 
     p = commands.add_parser("methods", help="list the distillation methods and their options")
@@ -272,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("list", help="list what can be named in a config: "
                             + ", ".join(LISTS) + " (installed plugins included)")
     p.add_argument("kind", choices=LISTS)
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import a plugin module or .py file first (repeatable)")
+    _add_imports(p)
     p.set_defaults(func=_cmd_list)
     return parser
 
@@ -297,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        where = f" (rank {launch.rank})" if worker else ""
+        where = f" (rank {launch.rank})" if worker and launch is not None else ""
         print(f"error{where}: {'; '.join(lines)}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:

@@ -83,40 +83,56 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _check_union(value: Any, tp: Any, where: str) -> Any:
+    for option in typing.get_args(tp):
+        try:
+            return _check(value, option, where)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_list(value: Any, tp: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    (item,) = typing.get_args(tp) or (Any,)
+    return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _check_dict(value: Any, tp: Any, where: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+    return {_check(k, key_tp, where): _check(v, value_tp, f"{where}.{k}")
+            for k, v in value.items()}
+
+
+def _check_scalar(value: Any, tp: Any, where: str) -> Any:
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     """Validate ``value`` against the annotation ``tp``, building nested dataclasses."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            try:
-                return _check(value, option, where)
-            except ConfigError as err:
-                errors.append(err)
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{where}: expected null, got {value!r}")
-        return value
+        return _check_union(value, tp, where)
     if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, value, where)
+        return from_mapping(tp, value, where)  # type: ignore[arg-type]
     if origin in (list, Sequence):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _check_list(value, tp, where)
     if origin in (dict, Mapping):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
-        return {_check(k, key_tp, where): _check(v, value_tp, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    return value
+        return _check_dict(value, tp, where)
+    return _check_scalar(value, tp, where)
 
 
 def from_mapping(cls: type, data: Any, where: str = "config") -> Any:

@@ -18,8 +18,8 @@ from .atomic import write_csv, write_text
 from .data import Subtask, load_dataset, make_splits
 from .jobs import train_classifier
 from .models import count_parameters, create_model
-from .plots import bar_chart
 from .models.restricted import restrict_teacher
+from .plots import bar_chart
 from .training.config import TrainConfig
 from .training.evaluate import accuracy
 from .training.trainer import distill, seed_everything
@@ -98,11 +98,12 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
     split_of = {seed: make_splits(train_full, test_full, subtask, rho=rho, seed=seed)
                 for seed in seeds}
     teacher_params = count_parameters(teacher)
+    assert taught.test_accuracy is not None, "the teacher was scored on the test split"
     rows = [_row("teacher (all classes)", "-", teacher_params, [taught.test_accuracy]),
             _row(f"teacher on {subtask.name}", "-", teacher_params,
                  [accuracy(restricted, split_of[seeds[0]].test)])]
     for method in methods:
-        scores = []
+        scores: list[float] = []
         for seed in seeds:
             seed_everything(seed)
             student = create_model("cifar_resnet", len(subtask), channels, **setting.student_args)
@@ -111,6 +112,7 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
             result = distill(restricted, student, splits.train, splits.val, method=method,
                              pairs=setting.pairs, test=splits.test, run_dir=run_dir,
                              config=schedule(setting.student_epochs, seed))
+            assert result.test_accuracy is not None, "the student was scored on the test split"
             scores.append(result.test_accuracy)
         rows.append(_row("student", method, count_parameters(student), scores))
     seconds = time.perf_counter() - started

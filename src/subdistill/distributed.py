@@ -135,7 +135,7 @@ def shard(dataset: Dataset) -> Dataset:
     padding, so the shares of all processes together are exactly the dataset)."""
     if not is_distributed():
         return dataset
-    return Subset(dataset, range(rank(), len(dataset), world_size()))
+    return Subset(dataset, range(rank(), len(dataset), world_size()))  # type: ignore[arg-type]
 
 
 def even_shard(order: Tensor, rank: int = 0, world_size: int = 1) -> Tensor:

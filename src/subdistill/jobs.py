@@ -92,6 +92,7 @@ def run_fit_subspaces(config: DistillConfig) -> tuple[dict[str, Basis], Path]:
                           config=config.train, run_dir=config.run_dir)
     if not isinstance(method, SubDistill):
         raise ConfigError(f"fit-subspace needs method subdistill, not {config.method['name']!r}")
+    assert method.bases_path is not None, "a run directory gives the bases a file"
     return method.bases, method.bases_path
 
 

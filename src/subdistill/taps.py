@@ -141,8 +141,8 @@ def align(teacher: Tensor, student: Tensor) -> tuple[Tensor, Tensor]:
     if t_size == s_size:
         return teacher, student
     if t_size[0] * t_size[1] > s_size[0] * s_size[1]:
-        return F.adaptive_avg_pool2d(teacher, s_size), student
-    return teacher, F.adaptive_avg_pool2d(student, t_size)
+        return F.adaptive_avg_pool2d(teacher, (s_size[0], s_size[1])), student
+    return teacher, F.adaptive_avg_pool2d(student, (t_size[0], t_size[1]))
 
 
 def flatten_positions(grid: Tensor) -> Tensor:

@@ -14,10 +14,10 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import lambda_sweep  # noqa: E402
 import step_time  # noqa: E402
 import subspace_fit  # noqa: E402
 import teacher_cache  # noqa: E402
-import lambda_sweep  # noqa: E402
 
 MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
 
@@ -117,8 +117,8 @@ def test_teacher_cache_benchmark_compares_live_and_cached_epochs(tmp_path):
 
 
 def test_lambda_sweep_ledger_table_and_resume(tmp_path):
-    from subdistill.models import create_model, save_weights
     from subdistill.demo import SETTINGS
+    from subdistill.models import create_model, save_weights
 
     weights = tmp_path / "teacher.safetensors"
     save_weights(create_model("cifar_resnet", 10, 1, **SETTINGS["digits"].teacher_args), weights)
@@ -143,6 +143,7 @@ def test_lambda_sweep_ledger_table_and_resume(tmp_path):
 
 def test_rescaled_teacher_predicts_the_same():
     import torch
+
     from subdistill.models import create_model
 
     torch.manual_seed(0)

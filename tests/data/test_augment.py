@@ -44,8 +44,8 @@ def test_crop_is_a_window_of_the_zero_padded_image(batch):
     padded = F.pad(batch, (4, 4, 4, 4))
     offsets = []
     for i in range(len(batch)):
-        found = [(t, l) for t in range(9) for l in range(9)
-                 if torch.equal(out[i], padded[i, :, t:t + 32, l:l + 32])]
+        found = [(t, left) for t in range(9) for left in range(9)
+                 if torch.equal(out[i], padded[i, :, t:t + 32, left:left + 32])]
         assert found, f"sample {i} is not a 4-pixel-padded crop"
         offsets.append(found[0])
     assert len(set(offsets)) > 1  # offsets are drawn per sample

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from subdistill.data import ArrayImageDataset, load_dataset, make_splits
+from subdistill.data import ArrayImageDataset, Subtask, load_dataset, make_splits
 from subdistill.errors import ConfigError, DataError, SubtaskError
-from subdistill.data import Subtask
 
 
 @pytest.fixture(scope="module")

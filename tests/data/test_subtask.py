@@ -3,11 +3,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subdistill.errors import SubtaskError
 from subdistill.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 from subdistill.data.digits import DIGITS_CLASSES
 from subdistill.data.fashion_mnist import FASHION_MNIST_CLASSES
 from subdistill.data.subtask import PRESETS, Subtask, list_presets
+from subdistill.errors import SubtaskError
 
 # Coarse label of each CIFAR-100 fine label, from the dataset's own meta (fine label order).
 CIFAR100_COARSE = [

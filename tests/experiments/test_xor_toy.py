@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from subdistill.experiments.xor_toy import (
-    HEADLINE_TASK, KS, TOY_BASES, TASKS, Row, hidden_and_context, make_xor_data, run_xor_toy,
+    HEADLINE_TASK,
+    KS,
+    TASKS,
+    TOY_BASES,
+    Row,
+    hidden_and_context,
+    make_xor_data,
+    run_xor_toy,
     train_teacher,
 )
 

@@ -8,7 +8,12 @@ from torch import nn
 from subdistill.atomic import write_csv
 from subdistill.cli import main
 from subdistill.explain.analysis import (
-    TEACHER, agreement_rows, paired_differences, shared_scale_auc, summarize)
+    TEACHER,
+    agreement_rows,
+    paired_differences,
+    shared_scale_auc,
+    summarize,
+)
 from subdistill.models import create_model, save_weights
 
 

@@ -8,12 +8,14 @@ from torchvision.models import resnet18
 from zennit.layer import Sum
 
 from subdistill.explain.canonizers import (
-    canonizer_for, check_same_outputs, conv_bn_pairs,
+    canonizer_for,
+    check_same_outputs,
+    conv_bn_pairs,
 )
 from subdistill.explain.errors import ExplainError
-from subdistill.modes import frozen
 from subdistill.models.cifar_resnet import cifar_resnet
 from subdistill.models.mobile import mobile_student
+from subdistill.modes import frozen
 
 
 def _randomize_batch_norms(model: nn.Module) -> nn.Module:

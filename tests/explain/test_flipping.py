@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from subdistill.explain.analysis import shared_scale_auc
 from subdistill.explain.attribution import attribute
 from subdistill.explain.errors import ExplainError
-from subdistill.explain.analysis import shared_scale_auc
 from subdistill.explain.flipping import flip_curves, removal_counts
 
 SIZE, PATCH = 8, 2  # a 4x4 grid of patches

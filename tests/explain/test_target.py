@@ -2,7 +2,11 @@ import torch
 from torch import nn
 
 from subdistill.explain.target import (
-    gap_function, gap_output_relevance, logit_gap, logit_gap_grad, runner_up,
+    gap_function,
+    gap_output_relevance,
+    logit_gap,
+    logit_gap_grad,
+    runner_up,
 )
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import subdistill.methods.dkd  # noqa: F401  (registers the method)
-from subdistill.methods.base import StepOutputs, build_method
 from subdistill.errors import ConfigError
+from subdistill.methods.base import StepOutputs, build_method
 from subdistill.methods.dkd import nckd_loss, tckd_loss, warmup_factor
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from method_helpers import layer_step
+
 from subdistill.errors import ConfigError
 from subdistill.methods import LayerPair, build_method, describe_methods
 from subdistill.methods.layerwise import LayerwiseMethod, calibrated_weights

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from method_helpers import layer_step
 
 from subdistill.errors import BasisError, ConfigError
-from method_helpers import layer_step
 from subdistill.methods import LayerPair, build_method, describe_methods
 from subdistill.methods.subdistill import ChannelNormalization, SubspaceHead
 from subdistill.subspace import relevant_basis

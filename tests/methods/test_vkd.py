@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from method_helpers import layer_step
 
 import subdistill.methods.vkd  # noqa: F401  (registers the method)
-from method_helpers import layer_step
 from subdistill.methods.base import LayerPair, build_method
 from subdistill.methods.vkd import vkd_loss
 

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+from test_trainer import PAIRS, _data
 from torch import nn
 
 from conftest import TinyCNN
@@ -11,7 +12,6 @@ from subdistill.methods import LayerPair, StepOutputs, build_method
 from subdistill.taps import LayerTaps
 from subdistill.training import distill
 from subdistill.training.calibration import calibrate, collapse_message, imbalance_message
-from test_trainer import PAIRS, _data
 
 FITNET_PAIR = LayerPair("t", "stage2", 5, 8, (4, 4), (4, 4))
 
@@ -52,6 +52,7 @@ def test_calibration_on_a_rescaled_layer_gives_the_same_effective_weights():
     assert w100 == pytest.approx(w1 / 100**2, rel=1e-6)  # the raw weight absorbs the scale
     assert g100 == pytest.approx(g1, rel=1e-6)  # the weighted term pulls exactly as hard
     assert g1 == pytest.approx(kd1, rel=1e-6)  # λ = 1: as hard as the KD term
+    assert kd100 == pytest.approx(kd1, rel=1e-6)  # the KD gradient does not see the scale
 
 
 def test_calibration_leaves_models_and_random_state_as_they_were():

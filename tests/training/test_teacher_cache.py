@@ -9,8 +9,8 @@ from subdistill.errors import ConfigError
 from subdistill.methods import StepOutputs, build_method
 from subdistill.taps import LayerTaps, as_grid
 from subdistill.training import TrainConfig, distill
-from subdistill.training.pairs import probe_pairs
 from subdistill.training.evaluate import accuracy
+from subdistill.training.pairs import probe_pairs
 from subdistill.training.teacher_cache import TeacherCache, cached_accuracy
 
 PAIRS = {"stage1": "stage1", "stage2": "stage2"}

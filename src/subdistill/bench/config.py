@@ -53,6 +53,10 @@ class GridConfig:
         for name, options in self.options.items():
             if "lambda" in options:
                 raise ConfigError(f"grid.options.{name}.lambda: λ comes from grid.lambdas")
+        self._check_lambdas()
+
+    def _check_lambdas(self) -> None:
+        """A per-method ``lambdas`` mapping names methods and covers every layer-wise one."""
         if isinstance(self.lambdas, dict):
             layerwise = [m for m in self.methods if "lambda" in method_class(m).hparams]
             for name in self.lambdas:

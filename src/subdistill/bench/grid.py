@@ -11,6 +11,7 @@ from ..methods import method_class
 from ..results import SubtaskSpec, subtask_label
 from .config import GridConfig
 
+
 def uses_lambda(method: str) -> bool:
     """Whether ``method`` has a layer weight λ."""
     return "lambda" in method_class(method).hparams
@@ -60,6 +61,7 @@ def choose_lambdas(grid: GridConfig, results: Iterable[tuple[Cell, float]]) -> d
     of the method's candidates among equals); the only candidate when there is one."""
     chosen: dict[tuple, tuple[float, float]] = {}
     for cell, val_accuracy in results:
+        assert cell.lam is not None, "selection cells have a λ"
         order = grid.candidates(cell.method).index
         best = chosen.get(cell.key)
         if best is None or (val_accuracy, -order(cell.lam)) > (best[1], -order(best[0])):

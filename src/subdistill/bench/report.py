@@ -32,7 +32,7 @@ def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, flo
     (best in bold), the teacher's accuracy on the subtask and the chosen λ; where
     ``agreement`` has the (subtask, rho), a column per attribution method with the students'
     mean heatmap correlation with the teacher (see :func:`bench_agreement`)."""
-    teacher = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
+    teacher: dict[str, Any] = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
     lines = []
     for (subtask, rho), methods in sorted(aggregate(rows).items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         stats = {m: _mean_std(v) for m, v in methods.items()}
@@ -110,7 +110,8 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
         bar_chart(out / f"{subtask}_bars.png", methods, [m for m, _ in stats],
                   errors=[s for _, s in stats], title=f"{subtask}, rho = {rhos[-1]:g}",
                   ylabel="test accuracy")
-        series = {m: [_mean_std(groups[(subtask, r)][m]) for r in rhos] for m in methods
+        series: dict[str, Sequence[tuple[float, float]]] = {
+            m: [_mean_std(groups[(subtask, r)][m]) for r in rhos] for m in methods
                   if all(m in groups[(subtask, r)] for r in rhos)}
         line_chart(out / f"{subtask}_rho.png", rhos, series, title=subtask,
                    xlabel="training fraction rho", ylabel="test accuracy")

@@ -75,7 +75,8 @@ class ArrayImageDataset(ImageDataset):
         self.targets = targets
         self.classes = list(classes)
         self.mean, self.std = tuple(mean), tuple(std)
-        self.image_shape = tuple(images.shape[1:])
+        channels, height, width = images.shape[1:]
+        self.image_shape = (channels, height, width)
         self.family = family
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:

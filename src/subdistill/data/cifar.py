@@ -120,7 +120,8 @@ def _torchvision_cifar(dataset_class: type, split: str, root: Path, download: bo
     except RuntimeError as err:
         raise DataError(
             f"{dataset_class.__name__} not found under {root} ({err}); pass the folder holding "
-            f"{dataset_class.base_folder}/ as root, or download=True to fetch it."
+            f"{getattr(dataset_class, 'base_folder', 'its')}/ folder as root, or download=True "
+            "to fetch it."
         ) from err
     images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))
     return ArrayImageDataset(images, dataset.targets, classes, mean, std, family=family)

@@ -24,7 +24,8 @@ register_presets("fashion-mnist", {
     "footwear": class_indices(FASHION_MNIST_CLASSES, ("Sandal", "Sneaker", "Ankle boot")),
 })
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
+                                      0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: Path) -> np.ndarray:

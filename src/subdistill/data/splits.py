@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError, SubtaskError
-from .subtask import Subtask
 from .base import ImageDataset, SubtaskDataset
+from .subtask import Subtask
 
 
 @dataclass(frozen=True)

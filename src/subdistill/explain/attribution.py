@@ -11,13 +11,13 @@ from torch import Tensor, nn
 from zennit.attribution import Gradient
 from zennit.composites import EpsilonGammaBox
 
-from subdistill.registry import Registry
 from subdistill.explain.canonizers import canonizer_for, check_same_outputs
 from subdistill.explain.errors import ExplainError
 from subdistill.explain.patches import default_patch_size, patch_ids
 from subdistill.explain.target import gap_function, gap_output_relevance
-from subdistill.modes import frozen
 from subdistill.models.restricted import RestrictedTeacher
+from subdistill.modes import frozen
+from subdistill.registry import Registry
 
 __all__ = ["ATTRIBUTIONS", "attribute", "box_bounds", "integrated_gradients", "list_attributions",
            "lrp", "register_attribution", "shapley_patches"]

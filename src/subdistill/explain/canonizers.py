@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,10 @@ from zennit.torchvision import ResNetCanonizer
 from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from subdistill.explain.errors import ExplainError
-from subdistill.modes import frozen
-from subdistill.registry import Registry
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
 from subdistill.models.mobile import InvertedResidual, MobileStudent
+from subdistill.modes import frozen
+from subdistill.registry import Registry
 
 __all__ = ["CANONIZERS", "CanonizerRule", "canonizer_for", "check_same_outputs", "conv_bn_pairs",
            "register_canonizer"]
@@ -72,26 +73,26 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[tuple[str], s
     return pairs
 
 
-def _basic_block_forward(self: BasicBlock, x: Tensor) -> Tensor:
+def _basic_block_forward(self: Any, x: Tensor) -> Tensor:  # a BasicBlock
     out = F.relu(self.bn1(self.conv1(x)))
     out = self.bn2(self.conv2(out))
     shortcut = x if self.downsample is None else self.downsample(x)
     return F.relu(self.canonizer_sum(torch.stack([shortcut, out], dim=-1)))
 
 
-def _inverted_residual_forward(self: InvertedResidual, x: Tensor) -> Tensor:
+def _inverted_residual_forward(self: Any, x: Tensor) -> Tensor:  # an InvertedResidual
     out = self.project(self.depthwise(self.expand(x)))
     return self.canonizer_sum(torch.stack([x, out], dim=-1)) if self.residual else out
 
 
-def _cifar_resnet_forward(self: CifarResNet, x: Tensor) -> Tensor:
+def _cifar_resnet_forward(self: Any, x: Tensor) -> Tensor:  # a CifarResNet
     x = F.relu(self.bn1(self.conv1(x)))
     for index in range(1, self.num_stages + 1):
         x = getattr(self, f"layer{index}")(x)
     return self.fc(torch.flatten(self.canonizer_pool(x), 1))
 
 
-def _mobile_student_forward(self: MobileStudent, x: Tensor) -> Tensor:
+def _mobile_student_forward(self: Any, x: Tensor) -> Tensor:  # a MobileStudent
     return self.fc(torch.flatten(self.canonizer_pool(self.stages(self.stem(x))), 1))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..atomic import write_csv, write_text
 from ..config import DataConfig, ModelConfig, read_yaml, to_dict
@@ -85,7 +86,7 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
     images = torch.stack([test[i][0] for i in picked])
     labels = torch.tensor([test[i][1] for i in picked])
     seed_everything(config.seed)
-    models = {TEACHER: restrict_teacher(
+    models: dict[str, nn.Module] = {TEACHER: restrict_teacher(
         build_model(config.teacher, len(data.train_full.classes), channels), data.subtask)}
     students = dict(config.students)
     if config.bench:

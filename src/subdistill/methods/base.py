@@ -48,6 +48,13 @@ class StepOutputs:
     epoch: int = 1  # the current epoch, counted from 1
     epochs: int = 1  # the run's number of epochs
 
+    def needed_teacher_logits(self) -> Tensor:
+        """The teacher's logits, for a method that needs a teacher (an error without)."""
+        if self.teacher_logits is None:
+            raise ConfigError("this method needs the teacher's logits, but the step has none: "
+                              "give a teacher")
+        return self.teacher_logits
+
     @property
     def progress(self) -> float:
         """Fraction of training done at the end of the current epoch (``epoch / epochs``)."""

@@ -19,6 +19,6 @@ class CEKD(DistillMethod):
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
         return {
             "ce": self.options["ce_weight"] * F.cross_entropy(outputs.student_logits, outputs.labels),
-            "kd": self.options["kd_weight"] * kd_loss(outputs.student_logits, outputs.teacher_logits,
+            "kd": self.options["kd_weight"] * kd_loss(outputs.student_logits, outputs.needed_teacher_logits(),
                                                       self.options["temperature"]),
         }

@@ -74,7 +74,7 @@ class DKD(DistillMethod):
                               f"{self.options['temperature']}")
 
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
-        args = (outputs.student_logits, outputs.teacher_logits, outputs.labels,
+        args = (outputs.student_logits, outputs.needed_teacher_logits(), outputs.labels,
                 self.options["temperature"])
         ramp = warmup_factor(outputs.progress, self.options["warmup"])
         terms = {"tckd": ramp * self.options["alpha"] * tckd_loss(*args),

@@ -12,7 +12,6 @@ from ..taps import align
 from .base import LayerPair, register_method
 from .layerwise import LayerwiseMethod
 
-
 REDUCTIONS = ("channel-mean", "channel-sum")
 
 

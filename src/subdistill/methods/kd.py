@@ -16,7 +16,7 @@ class KD(DistillMethod):
     hparams = {"temperature": 4.0}
 
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
-        return {"kd": kd_loss(outputs.student_logits, outputs.teacher_logits,
+        return {"kd": kd_loss(outputs.student_logits, outputs.needed_teacher_logits(),
                               self.options["temperature"])}
 
 

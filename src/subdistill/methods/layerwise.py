@@ -89,7 +89,7 @@ class LayerwiseMethod(DistillMethod):
 
     def unweighted_terms(self, outputs: StepOutputs) -> dict[str, Tensor]:
         """The KD term and every layer term before weighting."""
-        terms = {"kd": kd_loss(outputs.student_logits, outputs.teacher_logits,
+        terms = {"kd": kd_loss(outputs.student_logits, outputs.needed_teacher_logits(),
                                self.options["temperature"])}
         for i, pair in enumerate(self.pairs):
             terms[f"layer/{pair.teacher}"] = self.layer_loss(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -14,10 +15,10 @@ from ..distributed import is_main
 from ..errors import BasisError, ConfigError
 from ..fingerprint import model_fingerprint
 from ..losses import subspace_loss
+from ..models.restricted import RestrictedTeacher
 from ..subspace.basis import BASIS_METHODS, Basis, check_k
 from ..subspace.fit import fit_subspaces
 from ..subspace.io import load_bases, save_bases
-from ..models.restricted import RestrictedTeacher
 from ..taps import align
 from .base import PrepareContext, register_method
 from .layerwise import LayerwiseMethod
@@ -33,6 +34,9 @@ class ChannelNormalization(nn.Module):
     running mean subtracted in eval. ``center``: batch mean in training, running mean in eval.
     ``none``: identity.
     """
+
+    running_mean: Tensor
+    _running_var: Tensor
 
     def __init__(self, channels: int, mode: str = "standardize", momentum: float = 0.1,
                  eps: float = 1e-5):
@@ -70,6 +74,11 @@ class SubspaceHead(nn.Module):
     (``scale: learned``, initialised by :func:`initial_log_scale`) or 1 (``scale: none``, the
     authors' head: with ``standardize`` its loss cannot fall below ``(1 − √(k/E))²``)."""
 
+    U: Tensor
+    mean: Tensor
+    energy: Tensor
+    rotation: nn.Module  # an nn.Linear with an orthogonal weight parametrisation
+
     def __init__(self, basis: Basis, student_channels: int, normalization: str = "standardize",
                  energy_norm: bool = True, scale: str = "learned"):
         super().__init__()
@@ -95,7 +104,7 @@ class SubspaceHead(nn.Module):
 
     def prediction(self, student_map: Tensor) -> Tensor:
         """Student coordinates ``s · Q · n(S)`` at every position, (B, k, H, W)."""
-        rotation = self.rotation.weight
+        rotation = cast(Tensor, self.rotation.weight)
         if self.log_scale is not None:
             rotation = self.log_scale.exp() * rotation
         return torch.einsum("jk,bkhw->bjhw", rotation, self.norm(student_map))
@@ -149,6 +158,8 @@ class SubDistill(LayerwiseMethod):
         ).to(context.device)
 
     def _bases(self, context: PrepareContext) -> dict[str, Basis]:
+        if context.teacher is None:
+            raise ConfigError("method subdistill fits its bases on the teacher: give a teacher")
         positions = self.options["positions"]
         expected = {
             "teacher": model_fingerprint(context.teacher),

@@ -22,7 +22,8 @@ def vkd_loss(projected_student: Tensor, teacher_features: Tensor) -> Tensor:
 @register_method
 class VkD(LayerwiseMethod):
     name = "vkd"
-    description = "orthogonal projection k→d of the pooled student feature onto the layer-normed teacher's (+ KD)"
+    description = ("orthogonal projection k→d of the pooled student feature onto the "
+                   "layer-normed teacher's (+ KD)")
     hparams = {**LayerwiseMethod.hparams}
     published_lambda = 100.0  # the SubDistill authors' shared λ (their baseline runs)
 

@@ -12,8 +12,10 @@ from subdistill.models.registry import (
     load_weights,
     register_model,
     register_prefix,
+    reject_pretrained,
     save_weights,
 )
+from subdistill.models.restricted import RestrictedTeacher, restrict_teacher
 
 __all__ = [
     "BasicBlock",
@@ -21,6 +23,7 @@ __all__ = [
     "InvertedResidual",
     "LayerInfo",
     "MobileStudent",
+    "RestrictedTeacher",
     "ModelFactory",
     "cifar_resnet",
     "count_parameters",
@@ -32,5 +35,7 @@ __all__ = [
     "mobile_student",
     "register_model",
     "register_prefix",
+    "reject_pretrained",
+    "restrict_teacher",
     "save_weights",
 ]

@@ -8,6 +8,7 @@ a forward hook on any module sees its output unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +138,7 @@ def cifar_resnet(
     return CifarResNet(blocks_per_stage, widths, num_classes, in_channels, stem_width)
 
 
-def _register_preset(name: str, doc: str, **arch: object) -> None:
+def _register_preset(name: str, doc: str, **arch: Any) -> None:
     def factory(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> CifarResNet:
         reject_pretrained(name, pretrained)
         return cifar_resnet(num_classes, in_channels, **arch)

@@ -10,7 +10,7 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -39,13 +39,12 @@ _BASE_ARGS = ("num_classes", "in_channels", "pretrained")
 _MAX_LISTED = 10
 
 
-class ModelFactory(Protocol):
-    def __call__(
-        self, num_classes: int, in_channels: int = 3, pretrained: bool = False, **kwargs: object
-    ) -> nn.Module: ...
+# ``f(num_classes, in_channels=3, pretrained=False, **kwargs) -> nn.Module``
+ModelFactory = Callable[..., nn.Module]
 
 
 PrefixResolver = Callable[[str], ModelFactory]
+F = TypeVar("F", bound=ModelFactory)
 
 MODELS: Registry[ModelFactory] = Registry(
     "model", ModelError, "`subdistill list models` lists them; prefixed names such as "
@@ -53,11 +52,16 @@ MODELS: Registry[ModelFactory] = Registry(
 MODEL_PREFIXES: Registry[PrefixResolver] = Registry("model prefix", ModelError)
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+def register_model(name: str) -> Callable[[F], F]:
     """Decorator registering a model factory under ``name``."""
     if ":" in name:
         raise ModelError(f"Model name {name!r} must not contain ':' (reserved for prefixes).")
-    return MODELS.register(name)
+
+    def decorator(factory: F) -> F:
+        MODELS.register(name, factory)
+        return factory
+
+    return decorator
 
 
 def register_prefix(prefix: str, resolver: PrefixResolver) -> None:

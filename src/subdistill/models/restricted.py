@@ -17,6 +17,8 @@ class RestrictedTeacher(nn.Module):
     The wrapped model is ``self.module`` (as in DDP), so its layers are ``module.<path>``.
     """
 
+    indices: Tensor
+
     def __init__(self, module: nn.Module, classes: Sequence[int]) -> None:
         super().__init__()
         self.module = module

@@ -74,17 +74,17 @@ def _replace_stem(model: nn.Module, name: str, in_channels: int, pretrained: boo
     new = nn.Conv2d(
         in_channels,
         stem.out_channels,
-        stem.kernel_size,
-        stem.stride,
-        stem.padding,
-        stem.dilation,
+        (stem.kernel_size[0], stem.kernel_size[1]),
+        (stem.stride[0], stem.stride[1]),
+        stem.padding if isinstance(stem.padding, str) else (stem.padding[0], stem.padding[1]),
+        (stem.dilation[0], stem.dilation[1]),
         bias=stem.bias is not None,
         padding_mode=stem.padding_mode,
     ).to(stem.weight.device)
     if pretrained:
         with torch.no_grad():
             new.weight.copy_(stem.weight.sum(1, keepdim=True).expand_as(new.weight) / in_channels)
-            if stem.bias is not None:
+            if stem.bias is not None and new.bias is not None:
                 new.bias.copy_(stem.bias)
     model.set_submodule(path, new)
 

@@ -1,7 +1,6 @@
 """Relevant-subspace estimation: moments, bases, the streaming fit and basis files."""
 
-from .basis import (BASIS_METHODS, Basis, basis_from_moments, register_basis, relevant_basis,
-                    subdistill_matrix)
+from .basis import BASIS_METHODS, Basis, basis_from_moments, register_basis, relevant_basis, subdistill_matrix
 from .moments import MomentAccumulator, Moments, moments_of
 
 __all__ = [

@@ -12,6 +12,7 @@ from ..errors import BasisError
 from ..registry import Registry
 from .moments import Moments, moments_of
 
+
 @dataclass
 class Basis:
     """An orthonormal basis ``U`` (d × k) of a layer's relevant subspace and its statistics.

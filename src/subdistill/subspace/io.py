@@ -19,7 +19,7 @@ def save_bases(path: str | Path, bases: Mapping[str, Basis], metadata: Mapping[s
     """Write ``bases`` (layer -> Basis) and run ``metadata`` (teacher fingerprint, subtask,
     seed, ...) to one safetensors file, atomically."""
     tensors, meta = {}, {"format": FORMAT, "layers": "\n".join(bases), **metadata}
-    for i, (layer, basis) in enumerate(bases.items()):
+    for i, basis in enumerate(bases.values()):
         tensors[f"{i}.U"] = basis.U.contiguous()
         tensors[f"{i}.mean"] = basis.mean.contiguous()
         tensors[f"{i}.eigenvalues"] = basis.eigenvalues.contiguous()

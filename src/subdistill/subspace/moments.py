@@ -41,14 +41,13 @@ class MomentAccumulator:
     def __init__(self, dim: int, with_gradients: bool = True, device: torch.device | str = "cpu"):
         self.dim = dim
         self.with_gradients = with_gradients
-        kw = dict(dtype=torch.float64, device=device)
         self.count = 0
-        self.sum_a = torch.zeros(dim, **kw)
-        self.sum_aa = torch.zeros(dim, dim, **kw)
+        self.sum_a = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.sum_aa = torch.zeros(dim, dim, dtype=torch.float64, device=device)
         if with_gradients:
-            self.sum_c = torch.zeros(dim, **kw)
-            self.sum_cc = torch.zeros(dim, dim, **kw)
-            self.sum_ac = torch.zeros(dim, dim, **kw)
+            self.sum_c = torch.zeros(dim, dtype=torch.float64, device=device)
+            self.sum_cc = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+            self.sum_ac = torch.zeros(dim, dim, dtype=torch.float64, device=device)
 
     def update(self, activations: Tensor, gradients: Tensor | None = None) -> None:
         """Add N samples: ``activations`` (and ``gradients``) of shape (N, dim)."""

@@ -13,7 +13,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
-    from .evaluate import accuracy
-    from .scoring import DistillResult
-    from .trainer import distill, seed_everything
+    from .config import TrainConfig as TrainConfig
+    from .evaluate import accuracy as accuracy
+    from .scoring import DistillResult as DistillResult
+    from .trainer import distill as distill
+    from .trainer import seed_everything as seed_everything

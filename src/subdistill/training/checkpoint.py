@@ -28,9 +28,9 @@ class CheckpointError(SubdistillError):
 
 def rng_state() -> dict[str, Any]:
     """The Python, NumPy and torch global RNG states as tensors and plain values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": pos,
                       "has_gauss": has_gauss, "gauss": gauss}}
 
 

@@ -65,7 +65,8 @@ def train_loader(train: Dataset, cfg: TrainConfig, generator: torch.Generator) -
     """Shuffled training batches drawn with ``generator``; in a process group, this process's
     share of each epoch (DistributedSampler: equal shares, so the order is padded with a few
     repeated images)."""
-    sampler = DistributedSampler(train, seed=cfg.seed) if is_distributed() else None
+    sampler: DistributedSampler | None = (DistributedSampler(train, seed=cfg.seed)
+                                          if is_distributed() else None)
     size = len(train) if sampler is None else len(sampler)  # type: ignore[arg-type]
     # every image is used each epoch; only a last batch of one sample (which batch
     # normalisation cannot train on) is dropped
@@ -146,6 +147,7 @@ class EpochRunner:
         """The training batches of 0-based ``epoch`` with a progress bar."""
         if isinstance(self.loader.sampler, DistributedSampler):
             self.loader.sampler.set_epoch(epoch)
+        batches: Iterable
         if self.cache is None:
             batches, total = self.loader, len(self.loader)
         else:

@@ -28,5 +28,5 @@ def probe_pairs(teacher: nn.Module, student: nn.Module, pairs: Mapping[str, str]
     for t_layer, s_layer in pairs.items():
         t_shape, s_shape = shapes["teacher"][t_layer], shapes["student"][s_layer]
         result.append(LayerPair(t_layer, s_layer, t_shape[0], s_shape[0],
-                                tuple(t_shape[1:]), tuple(s_shape[1:])))
+                                (t_shape[1], t_shape[2]), (s_shape[1], s_shape[2])))
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,10 @@ def autocast(device: torch.device | str, precision: str) -> AbstractContextManag
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def to_layout(value: Tensor | nn.Module, channels_last: bool) -> Tensor | nn.Module:
+T = TypeVar("T", Tensor, nn.Module)
+
+
+def to_layout(value: T, channels_last: bool) -> T:
     """``value`` in channels_last memory format when asked and applicable (modules and 4-D
     tensors); unchanged otherwise."""
     if not channels_last or (isinstance(value, Tensor) and value.dim() != 4):

@@ -44,12 +44,18 @@ class RunFiles:
         self.path = Path(path) if path is not None else None
         self.writer = writer and self.path is not None
         if self.writer:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.file("").mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str) -> Path:
+        """The path of file ``name`` in the run directory (an error without one)."""
+        if self.path is None:
+            raise ConfigError("this needs a run directory")
+        return self.path / name
 
     @property
-    def checkpoint(self) -> Path | None:
-        """The checkpoint file (None without a run directory)."""
-        return self.path / CHECKPOINT if self.path is not None else None
+    def checkpoint(self) -> Path:
+        """The checkpoint file."""
+        return self.file(CHECKPOINT)
 
     def resumable(self, resume: bool) -> bool:
         """Whether the run continues from a checkpoint: asked to, and there is one."""
@@ -61,7 +67,7 @@ class RunFiles:
         """Write the resolved config and the library versions."""
         if self.writer:
             record = {**config, "environment": environment()}
-            write_text(self.path / "config.yaml", yaml.safe_dump(record, sort_keys=False))
+            write_text(self.file("config.yaml"), yaml.safe_dump(record, sort_keys=False))
 
     def restore(self, state: TrainingState, fingerprint: str) -> None:
         """Load the checkpoint (written by a run with ``fingerprint``) into ``state`` and put
@@ -83,15 +89,15 @@ class RunFiles:
     def save_model(self, model: nn.Module, tag: str) -> None:
         """Save the trained model's weights (no training-only heads) as ``model_<tag>``."""
         if self.writer:
-            save_weights(model, self.path / f"model_{tag}.safetensors")
+            save_weights(model, self.file(f"model_{tag}.safetensors"))
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """Write ``summary.json``."""
         if self.writer:
-            write_text(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_text(self.file("summary.json"), json.dumps(summary, indent=2) + "\n")
 
     def _write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """``metrics.jsonl``: one JSON line per finished epoch, rewritten atomically (a kill
         never leaves a half-written line)."""
         if self.writer:
-            write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+            write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import is_main, local_device, rank, shard, world_size
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..methods import DistillMethod, PrepareContext, build_method, method_class
 from ..modes import eval_mode
 from .config import TrainConfig
@@ -63,7 +63,9 @@ def build_checked_method(
     example = torch.stack([train[i][0] for i in range(min(2, len(train)))]).to(device)  # type: ignore[arg-type]
     check_outputs(teacher, student, example, num_classes(train))
     pairs = dict(pairs or {}) if method_cls.uses_layers else {}
-    layer_pairs = probe_pairs(teacher, student, pairs, example) if pairs else []
+    if pairs and teacher is None:
+        raise ConfigError(f"method {method} distils the teacher's layers: give a teacher")
+    layer_pairs = probe_pairs(teacher, student, pairs, example) if teacher is not None else []
     return build_method(method, layer_pairs, **dict(options or {}))
 
 

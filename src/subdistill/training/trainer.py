@@ -77,9 +77,9 @@ def _teacher_cache(teacher: nn.Module | None, train: Dataset, algorithm: Distill
     with main_first():  # rank 0 computes the cache, the others then open it
         return TeacherCache.build(
             cfg.teacher_cache, teacher, train, [p.teacher for p in algorithm.pairs],
-            copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment, seed=cfg.seed, precision=cfg.precision,
-            channels_last=cfg.channels_last, batch_size=cfg.eval_batch_size, device=device,
-            progress=cfg.progress and is_main())
+            copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment, seed=cfg.seed,
+            precision=cfg.precision, channels_last=cfg.channels_last,
+            batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress and is_main())
 
 
 def _train(runner: EpochRunner, state: TrainingState, files: RunFiles, fingerprint: str,
@@ -158,7 +158,7 @@ def distill(
     if resuming:
         files.restore(state, fingerprint)
     with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
-        if isinstance(algorithm, LayerwiseMethod) and not resuming:
+        if isinstance(algorithm, LayerwiseMethod) and teacher is not None and not resuming:
             calibrate(algorithm, student, lambda x, y: step.step_outputs(
                 x, y, *teacher_outputs(teacher, teacher_taps, x, device, cfg.precision)),
                 calibration_batches(train, cfg.batch_size, cfg.channels_last, device))
