@@ -245,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=_cmd_check)
 
+    _add_tool_commands(commands)
+    return parser
+
+
+def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands that need no config: demo, toy, layers, methods, list."""
     p = commands.add_parser("demo", help="offline end-to-end demo: train a teacher, distil a "
                             "subtask with SubDistill and KD, print a table")
     p.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion-mnist"],
@@ -283,7 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=LISTS)
     _add_imports(p)
     p.set_defaults(func=_cmd_list)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -124,30 +124,41 @@ def accumulate_statistics(
             outputs = [taps.outputs[layer] for layer in layers]
             grads = torch.autograd.grad(margin, outputs, allow_unused=True)
             for layer, act, grad in zip(layers, outputs, grads):
-                if grad is None:
-                    raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
-                for what, value in (("activations", act), ("gradients", grad)):
-                    if not torch.isfinite(value).all():
-                        raise NonFiniteError(f"non-finite {what} at teacher layer {layer!r} in "
-                                             f"batch {index + 1} of the subspace fit; check the "
-                                             "input data and the teacher's weights")
+                _check_finite(layer, act, grad, index)
                 a_grid = as_grid(act.detach(), prefix_tokens.get(layer))
                 c_grid = as_grid(grad, prefix_tokens.get(layer))
                 if layer not in stats:
                     stats[layer] = _new_statistics(a_grid, compared_sizes.get(layer), device)
-                entry = stats[layer]
-                both = torch.cat([flatten_positions(a_grid), flatten_positions(c_grid)], dim=-1)
-                sampled = _sample_positions(both, positions, image_ids, keys[layer])
-                d = a_grid.shape[1]
-                entry.pairs.update(sampled[:, :d], sampled[:, d:])
-                if entry.compared is not None:
-                    pooled = F.adaptive_avg_pool2d(a_grid, entry.compared_size)
-                    entry.compared.update(flatten_positions(pooled).reshape(-1, d))
+                _update(stats[layer], a_grid, c_grid, positions, image_ids, keys[layer])
     if not stats:
         raise BasisError("the data loader yielded no batches; cannot fit subspaces")
     if stride > 1:
         _all_reduce(stats[layer] for layer in layers)
     return stats
+
+
+def _check_finite(layer: str, act: Tensor, grad: Tensor | None, batch: int) -> None:
+    """The layer reaches the logits and its activations and gradients are finite."""
+    if grad is None:
+        raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
+    for what, value in (("activations", act), ("gradients", grad)):
+        if not torch.isfinite(value).all():
+            raise NonFiniteError(f"non-finite {what} at teacher layer {layer!r} in batch "
+                                 f"{batch + 1} of the subspace fit; check the input data and "
+                                 "the teacher's weights")
+
+
+def _update(entry: LayerStatistics, a_grid: Tensor, c_grid: Tensor, positions: int | None,
+            image_ids: Tensor, key: int) -> None:
+    """Add one batch's (activation, gradient) pairs at ``positions`` sampled positions (drawn
+    from ``key`` and the images' ids), and its pooled activations."""
+    d = a_grid.shape[1]
+    both = torch.cat([flatten_positions(a_grid), flatten_positions(c_grid)], dim=-1)
+    sampled = _sample_positions(both, positions, image_ids, key)
+    entry.pairs.update(sampled[:, :d], sampled[:, d:])
+    if entry.compared is not None:
+        pooled = F.adaptive_avg_pool2d(a_grid, entry.compared_size)
+        entry.compared.update(flatten_positions(pooled).reshape(-1, d))
 
 
 def _all_reduce(stats: Iterable[LayerStatistics]) -> None:
