@@ -21,7 +21,9 @@ def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> Non
                         help="override a config entry, e.g. --set train.epochs=5 (repeatable)")
     if resumable:
         parser.add_argument("--resume", action="store_true", help="continue from the run "
-                            "directory's checkpoint (same config required)")
+                            "directory's checkpoint (same settings required)")
+        parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in "
+                            "the run directory (its files and saved bases are deleted)")
 
 
 def _add_imports(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +48,8 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.overrides)
     result = _in_every_process(config.train.device,
-                               lambda: run_distill(config, resume=args.resume))
+                               lambda: run_distill(config, resume=args.resume,
+                                                           overwrite=args.overwrite))
     if result is None:
         return
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
@@ -61,7 +64,8 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.overrides, cls=TeacherConfig)
     result = _in_every_process(config.train.device,
-                               lambda: run_train_teacher(config, resume=args.resume))
+                               lambda: run_train_teacher(config, resume=args.resume,
+                                                                 overwrite=args.overwrite))
     if result is None:
         return
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
@@ -85,12 +89,40 @@ def _cmd_fit_subspace(args: argparse.Namespace) -> None:
     print(f"bases written to {path}")
 
 
-def _cmd_check(args: argparse.Namespace) -> None:
-    from .config import load_config
-    from .jobs import check_config
+def config_kind(raw: dict) -> str:
+    """Which command a config is for, from its top-level keys: ``explain`` (students,
+    attributions or a bench to read), ``bench`` (a grid, agreement or out_dir), ``teacher``
+    (a single model) or ``distill``."""
+    if raw.keys() & {"students", "attributions", "bench", "images"}:
+        return "explain"
+    if raw.keys() & {"grid", "agreement", "out_dir"}:
+        return "bench"
+    return "teacher" if "model" in raw else "distill"
 
-    print(check_config(load_config(args.config, args.overrides)))
-    print("config OK")
+
+def _cmd_check(args: argparse.Namespace) -> None:
+    from .config import DistillConfig, TeacherConfig, apply_overrides, load_config, read_yaml
+
+    kind = config_kind(apply_overrides(read_yaml(args.config), list(args.overrides)))
+    if kind == "bench":
+        from .bench import BenchConfig
+        from .bench.check import check_bench
+
+        report = check_bench(load_config(args.config, args.overrides, cls=BenchConfig))
+    elif kind == "explain":
+        from .explain.run import ExplainConfig, check_explain
+
+        report = check_explain(load_config(args.config, args.overrides, cls=ExplainConfig))
+    elif kind == "teacher":
+        from .jobs import check_teacher_config
+
+        report = check_teacher_config(load_config(args.config, args.overrides, cls=TeacherConfig))
+    else:
+        from .jobs import check_config
+
+        report = check_config(load_config(args.config, args.overrides, cls=DistillConfig))
+    print(report)
+    print(f"{kind} config OK")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -139,16 +171,38 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     import yaml
 
     from .models import create_model, format_layer_table, layer_shapes
+    from .models.inspect import default_input_size
     from .plugins import import_plugins
 
     import_plugins(args.imports)
     kwargs = {}
     for item in args.arg:
-        key, _, value = item.partition("=")
-        kwargs[key] = yaml.safe_load(value)
-    size = [int(s) for s in args.input_size.split(",")]
-    model = create_model(args.model, num_classes=args.num_classes, in_channels=size[0], **kwargs)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--arg expects KEY=VALUE, got {item!r}")
+        try:
+            kwargs[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--arg {key}: {value!r} is not a YAML value") from None
+    size = _input_size(args.input_size)
+    model = create_model(args.model, num_classes=args.num_classes,
+                         in_channels=size[0] if size else 3, **kwargs)
+    size = size or default_input_size(model)
     print(format_layer_table(layer_shapes(model, torch.zeros(1, *size))))
+
+
+def _input_size(text: str | None) -> tuple[int, ...] | None:
+    """``C,H,W`` as three positive integers (None: not given)."""
+    if text is None:
+        return None
+    try:
+        size = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1 or max(size) > 8192:
+        raise ConfigError(f"--input-size expects C,H,W as three positive integers (e.g. "
+                          f"3,224,224), got {text!r}")
+    return size
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
@@ -240,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=_cmd_explain)
 
-    p = commands.add_parser("check", epilog=EPILOG, help="validate a config without training: "
-                            "data, subtask, models, weights, layer pairs, method options")
+    p = commands.add_parser("check", epilog=EPILOG, help="validate a config of any kind "
+                            "(distill, teacher, bench, explain) without training: data, "
+                            "subtask, models, weights, layer pairs, options")
     _add_config(p)
     p.set_defaults(func=_cmd_check)
 
@@ -274,7 +329,8 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("layers", help="list a model's layer paths with output shapes")
     p.add_argument("model", help="registry name, e.g. cifar_resnet, resnet18, vit_b_16")
-    p.add_argument("--input-size", default="3,32,32", help="C,H,W of the probe input (default 3,32,32)")
+    p.add_argument("--input-size", default=None, help="C,H,W of the probe input (default: the "
+                   "size the model declares, e.g. 3,224,224 for a ViT, else 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor argument, e.g. --arg depth=20 (repeatable)")

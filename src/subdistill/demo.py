@@ -6,7 +6,6 @@ dependency; CIFAR-10 and Fashion-MNIST are read from a local data root.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from .atomic import write_csv, write_text
 from .data import Subtask, load_dataset, make_splits
+from .errors import ConfigError
 from .jobs import train_classifier
 from .models import count_parameters, create_model
 from .models.restricted import restrict_teacher
@@ -76,12 +76,16 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
     setting = SETTINGS[dataset]
     rho = setting.rho if rho is None else rho
     out = Path(out_dir)
-    for owned in ("teacher", *methods):  # a rerun starts afresh (saved bases included)
-        shutil.rmtree(out / owned, ignore_errors=True)
     started = time.perf_counter()
+    # every input is checked before anything is written: data, subtask, splits, schedules
     train_full = load_dataset(DATASET_NAMES[dataset], "train", data_root)
     test_full = load_dataset(DATASET_NAMES[dataset], "test", data_root)
     channels = train_full.image_shape[0]
+    subtask = Subtask.resolve(setting.subtask, train_full.classes, train_full.family)
+    split_of = {seed: make_splits(train_full, test_full, subtask, rho=rho, seed=seed)
+                for seed in seeds}
+    if not epochs_scale > 0:
+        raise ConfigError(f"--epochs-scale must be positive, got {epochs_scale}")
 
     def schedule(epochs: int, seed: int) -> TrainConfig:
         return TrainConfig(epochs=_scaled(epochs, epochs_scale), batch_size=setting.batch_size,
@@ -90,13 +94,10 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
 
     seed_everything(seeds[0])
     teacher = create_model("cifar_resnet", len(train_full.classes), channels, **setting.teacher_args)
-    taught = train_classifier(teacher, train_full, test_full,
-                              schedule(setting.teacher_epochs, seeds[0]), run_dir=out / "teacher")
-
-    subtask = Subtask.resolve(setting.subtask, train_full.classes, train_full.family)
+    taught = train_classifier(teacher, train_full, test_full,  # a rerun replaces the demo's runs
+                              schedule(setting.teacher_epochs, seeds[0]), run_dir=out / "teacher",
+                              overwrite=True)
     restricted = restrict_teacher(taught.student, subtask)
-    split_of = {seed: make_splits(train_full, test_full, subtask, rho=rho, seed=seed)
-                for seed in seeds}
     teacher_params = count_parameters(teacher)
     assert taught.test_accuracy is not None, "the teacher was scored on the test split"
     rows = [_row("teacher (all classes)", "-", teacher_params, [taught.test_accuracy]),
@@ -111,7 +112,7 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
             run_dir = out / method / f"seed{seed}" if len(seeds) > 1 else out / method
             result = distill(restricted, student, splits.train, splits.val, method=method,
                              pairs=setting.pairs, test=splits.test, run_dir=run_dir,
-                             config=schedule(setting.student_epochs, seed))
+                             config=schedule(setting.student_epochs, seed), overwrite=True)
             assert result.test_accuracy is not None, "the student was scored on the test split"
             scores.append(result.test_accuracy)
         rows.append(_row("student", method, count_parameters(student), scores))

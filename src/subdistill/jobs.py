@@ -17,7 +17,7 @@ from .models.restricted import restrict_teacher
 from .subspace import Basis
 from .training.config import TrainConfig
 from .training.scoring import DistillResult
-from .training.setup import build_checked_method, setup_method
+from .training.setup import build_checked_method, check_outputs, setup_method
 from .training.trainer import distill, seed_everything
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,15 @@ def load_task_data(config: DataConfig, seed: int = 0,
     return TaskData(train_full, test_full, splits)
 
 
+RESERVED_ARGS = {"name": "model.name", "num_classes": "the subtask", "in_channels": "the data",
+                 "pretrained": "model.pretrained", "weights": "model.weights"}
+
+
 def build_model(config: ModelConfig, num_classes: int, in_channels: int) -> nn.Module:
     """Create a model from its config (registry name, arguments, weights)."""
+    for key, source in RESERVED_ARGS.items():
+        if key in config.args:
+            raise ConfigError(f"model args must not set {key!r}: it comes from {source}")
     return create_model(config.name, num_classes=num_classes, in_channels=in_channels,
                         pretrained=config.pretrained, weights=config.weights, **config.args)
 
@@ -71,15 +78,18 @@ def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Mod
 
 
 def run_distill(config: DistillConfig, resume: bool = False,
-                full: tuple[ImageDataset, ImageDataset] | None = None) -> DistillResult:
+                full: tuple[ImageDataset, ImageDataset] | None = None,
+                overwrite: bool = False) -> DistillResult:
     """Run the distillation a config describes, writing its run directory (``resume``:
-    continue from its checkpoint; ``full``: already loaded training and test sets)."""
+    continue from its checkpoint; ``overwrite``: replace an earlier run there; ``full``:
+    already loaded training and test sets)."""
     data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
     return distill(
         teacher, student, data.splits.train, data.splits.val, test=data.splits.test,
         method=config.method["name"], pairs=config.pairs, options=config.method_options(),
         config=config.train, run_dir=config.run_dir, record=to_dict(config), resume=resume,
+        overwrite=overwrite,
     )
 
 
@@ -96,10 +106,12 @@ def run_fit_subspaces(config: DistillConfig) -> tuple[dict[str, Basis], Path]:
     return method.bases, method.bases_path
 
 
-def check_config(config: DistillConfig) -> str:
+def check_config(config: DistillConfig,
+                 full: tuple[ImageDataset, ImageDataset] | None = None) -> str:
     """Validate everything a run of ``config`` needs without training: data and subtask,
-    models and weights, layer paths and shapes, method options. Returns a report."""
-    data = load_task_data(config.data, config.train.seed)
+    models and weights, layer paths and shapes, method options. Returns a report (``full``:
+    already loaded training and test sets)."""
+    data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
     method = build_checked_method(teacher, student, data.splits.train,
                                   method=config.method["name"], pairs=config.pairs,
@@ -119,10 +131,25 @@ def check_config(config: DistillConfig) -> str:
     return "\n".join(lines)
 
 
+def check_teacher_config(config: TeacherConfig) -> str:
+    """Validate a teacher config without training: the data, the model and its output width
+    on one image, the validation split. Returns a report."""
+    train_full, test_full = load_full_data(config.data)
+    model = build_model(config.model, len(train_full.classes), train_full.image_shape[0])
+    every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
+    splits = make_splits(train_full, test_full, every_class, rho=1 - config.data.val_fraction,
+                         val_fraction=config.data.val_fraction, seed=config.train.seed)
+    check_outputs(None, model, train_full[0][0][None], len(train_full.classes))
+    return (f"{config.data.dataset}: {len(train_full.classes)} classes, images "
+            f"{'x'.join(map(str, train_full.image_shape))}; {len(splits.train)} train, "
+            f"{len(splits.val)} validation, {len(splits.test)} test\n"
+            f"model {config.model.name}: {count_parameters(model):,} parameters")
+
+
 def train_classifier(model: nn.Module, train_full: ImageDataset, test_full: ImageDataset,
                      config: TrainConfig, *, val_fraction: float = 0.2,
                      run_dir: str | Path | None = None, record: dict | None = None,
-                     resume: bool = False) -> DistillResult:
+                     resume: bool = False, overwrite: bool = False) -> DistillResult:
     """Train ``model`` on every class with cross-entropy (a teacher): validation =
     ``val_fraction`` of the official training images (seeded, stratified), training = the rest,
     test = the official test images; the best-validation weights are kept."""
@@ -130,14 +157,16 @@ def train_classifier(model: nn.Module, train_full: ImageDataset, test_full: Imag
     splits = make_splits(train_full, test_full, every_class, rho=1 - val_fraction,
                          val_fraction=val_fraction, seed=config.seed)
     return distill(None, model, splits.train, splits.val, method="student-only",
-                   test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume)
+                   test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume,
+                   overwrite=overwrite)
 
 
-def run_train_teacher(config: TeacherConfig, resume: bool = False) -> DistillResult:
+def run_train_teacher(config: TeacherConfig, resume: bool = False,
+                      overwrite: bool = False) -> DistillResult:
     """Train the teacher a config describes; its weights are ``run_dir/model_best.safetensors``."""
     train_full, test_full = load_full_data(config.data)
     seed_everything(config.train.seed)
     model = build_model(config.model, len(train_full.classes), train_full.image_shape[0])
     return train_classifier(model, train_full, test_full, config.train,
                             val_fraction=config.data.val_fraction, run_dir=config.run_dir,
-                            record=to_dict(config), resume=resume)
+                            record=to_dict(config), resume=resume, overwrite=overwrite)

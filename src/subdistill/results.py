@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,16 @@ from .errors import ConfigError
 SubtaskSpec = Any  # a preset name or a list of class indices / names
 
 
+def path_safe(name: str) -> str:
+    """``name`` as one path component that stays in its folder: every character other than
+    letters, digits, ``_``, ``+`` and ``-`` becomes ``_`` (so no ``/``, ``..`` or hidden
+    name)."""
+    return re.sub(r"[^A-Za-z0-9_+-]", "_", name) or "_"
+
+
 def subtask_label(spec: SubtaskSpec) -> str:
-    """A short, path-safe name of a subtask spec."""
-    return spec if isinstance(spec, str) else "-".join(str(c) for c in spec)
+    """A short, path-safe name of a subtask spec (see :func:`path_safe`)."""
+    return path_safe(spec if isinstance(spec, str) else "-".join(str(c) for c in spec))
 
 
 def final_runs(rows: Iterable[Mapping[str, Any]], out_dir: str | Path, subtask: str, rho: float,

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from subdistill.errors import ModelError
 from subdistill.models import LayerInfo, create_model, format_layer_table, layer_shapes
 
 
@@ -58,7 +59,7 @@ def _hook_count(model):
 
 def test_hooks_removed_and_mode_restored_on_error():
     model = Toy().train()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ModelError, match="cannot run on a 5x5x5 input"):
         layer_shapes(model, torch.randn(2, 5, 5, 5))  # wrong channel count
     assert _hook_count(model) == 0
     assert all(m.training for m in model.modules())

@@ -207,7 +207,7 @@ def test_save_creates_missing_directory(tmp_path):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(ModelError, match="Cannot read weights file"):
+    with pytest.raises(ModelError, match="does not exist"):
         create_model("resnet8x4", 4, weights=tmp_path / "missing.safetensors")
 
 

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,8 +71,30 @@ def test_bases_fit_with_student_widths_and_reused(tmp_path):
     bases, meta = read_bases(tmp_path / "bases.safetensors")
     assert {layer: b.U.shape for layer, b in bases.items()} == {"stage1": (6, 4), "stage2": (8, 4)}
     stamp = (tmp_path / "bases.safetensors").stat().st_mtime_ns
-    _run(tmp_path)
-    assert (tmp_path / "bases.safetensors").stat().st_mtime_ns == stamp
+    _run(tmp_path, overwrite=True)  # a rerun replaces the run, its bases included
+    assert (tmp_path / "bases.safetensors").stat().st_mtime_ns != stamp
+
+
+def test_loaded_bases_give_the_run_fitted_ones_give(tmp_path):
+    """The fit runs under a forked RNG: a run that loads the bases is bit for bit the run
+    that fitted them."""
+    _, _, fitted = _run(tmp_path / "fit")
+    shared = str(tmp_path / "fit" / "bases.safetensors")
+    stamp = Path(shared).stat().st_mtime_ns
+    _, _, loaded = _run(tmp_path / "load", options={"bases_file": shared})
+    assert Path(shared).stat().st_mtime_ns == stamp  # reused, not refitted
+    assert [r["loss"] for r in fitted.history] == [r["loss"] for r in loaded.history]
+    for (k, v), w in zip(fitted.student.state_dict().items(), loaded.student.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_bases_fitted_on_other_images_are_refused(tmp_path):
+    _run(tmp_path / "fit")
+    shared = str(tmp_path / "fit" / "bases.safetensors")
+    teacher, student = _models()
+    with pytest.raises(BasisError, match="data: file has"):
+        distill(teacher, student, _data(20, 7), _data(24, 1), pairs=PAIRS, epochs=1,
+                batch_size=8, progress=False, options={"bases_file": shared})
 
 
 def test_same_seed_same_result(tmp_path):

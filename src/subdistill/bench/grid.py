@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import PurePath
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePath
 from typing import Any
 
+from ..config import DistillConfig
 from ..methods import method_class
-from ..results import SubtaskSpec, subtask_label
-from .config import GridConfig
+from ..results import SubtaskSpec, path_safe, subtask_label
+from .config import BenchConfig, GridConfig
 
 
 def uses_lambda(method: str) -> bool:
@@ -35,8 +36,8 @@ class Cell:
     @property
     def path(self) -> PurePath:
         """Run directory of the cell, relative to the grid's output folder."""
-        path = PurePath(self.stage, subtask_label(self.subtask), self.method, f"rho{self.rho:g}",
-                        f"seed{self.seed}")
+        path = PurePath(self.stage, subtask_label(self.subtask), path_safe(self.method),
+                        f"rho{self.rho:g}", f"seed{self.seed}")
         return path / f"lambda{self.lam:g}" if self.stage == "select" else path
 
     def options(self, grid: GridConfig) -> dict[str, Any]:
@@ -91,3 +92,14 @@ def same_run(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
         if (other.key, other.rho, other.seed, other.lam) == (cell.key, cell.rho, cell.seed, cell.lam):
             return other
     return None
+
+
+def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
+    """The distillation config of one cell."""
+    return DistillConfig(
+        teacher=config.teacher, student=config.student,
+        data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
+        method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
+        train=replace(config.train, seed=cell.seed,
+                      epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
+        run_dir=str(out / cell.path), imports=config.imports)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..atomic import write_csv, write_text
-from ..config import DistillConfig, to_dict
+from ..atomic import remove_stale_temporaries, write_csv, write_text
+from ..config import to_dict
 from ..errors import ConfigError
 from ..explain.agreement import bench_agreement
 from ..jobs import load_full_data, run_distill
 from ..results import subtask_label
 from ..training.config import run_fingerprint
+from .check import check_bench
 from .config import BenchConfig
-from .grid import Cell, choose_lambdas, final_cells, same_run, selection_cells
+from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -26,17 +26,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
            "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "student_parameters",
            "seconds", "layer_weights", "run_dir"]
-
-
-def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
-    """The distillation config of one cell."""
-    return DistillConfig(
-        teacher=config.teacher, student=config.student,
-        data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
-        method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
-        train=replace(config.train, seed=cell.seed,
-                      epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
-        run_dir=str(out / cell.path), imports=config.imports)
 
 
 def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]:
@@ -67,9 +56,11 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     ``agreement.attributions`` the explanation columns) into ``config.out_dir``; returns
     the rows."""
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     full = load_full_data(config.data)
+    check_bench(config, full)  # every input checked before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     selection = selection_cells(config.grid)
     rows: list[dict[str, Any]] = []
 

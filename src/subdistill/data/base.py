@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError, SubtaskError
+from ..fingerprint import tensors_fingerprint
 
 Stats = tuple[float, ...]
 
@@ -39,6 +40,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A short hash of the images and labels (by default of every item)."""
+        return tensors_fingerprint(self[i] for i in range(len(self)))
 
     def _normalize(self, image: Tensor) -> Tensor:
         """uint8 C×H×W -> float32 normalised with this dataset's mean/std."""
@@ -82,6 +87,14 @@ class ArrayImageDataset(ImageDataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self._normalize(self.images[index]), int(self.targets[index])
 
+    def fingerprint(self) -> str:
+        """A short hash of the images, labels and normalisation (computed once)."""
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = tensors_fingerprint(
+                [self.images, torch.from_numpy(self.targets),
+                 torch.tensor([*self.mean, *self.std], dtype=torch.float64)])
+        return self._fingerprint
+
 class SubtaskDataset(ImageDataset):
     """A view of ``base`` restricted to ``indices``, with labels remapped by ``label_map``.
 
@@ -111,3 +124,8 @@ class SubtaskDataset(ImageDataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, _ = self.base[int(self.indices[index])]
         return image, int(self.targets[index])
+
+    def fingerprint(self) -> str:
+        """A short hash of the base dataset's fingerprint, the selected items and labels."""
+        return tensors_fingerprint([torch.tensor(list(self.base.fingerprint().encode())),
+                                    torch.from_numpy(self.indices), torch.from_numpy(self.targets)])

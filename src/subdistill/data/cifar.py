@@ -84,7 +84,11 @@ def _cifar10_jpeg(split: str, root: Path, download: bool) -> ArrayImageDataset:
         "Point root at the folder holding cifar10-jpeg/, or use dataset 'cifar10' with "
         "download=True to fetch CIFAR-10 through torchvision.",
     )
-    with zipfile.ZipFile(path) as archive:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataError(f"{path} is not a readable zip file ({err}); re-fetch it.") from None
+    with archive:
         members = _cifar10_members(archive, path)
         labels = np.array([label for label, _ in members], dtype=np.int64)
         images = cached_images(archive, path, [name for _, name in members],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,11 @@ _IDX_DTYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2"
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file (optionally gzipped) into a numpy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{path} is truncated or damaged ({err}); re-fetch it.") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file; re-fetch it.")
     ndim = data[3]

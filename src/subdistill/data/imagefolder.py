@@ -3,6 +3,8 @@ paper's ImageNet subtask presets."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +69,14 @@ class FolderImageDataset(ImageDataset):
         self.resize, self.image_size = resize, image_size
         self.image_shape = (3, image_size, image_size)
         self.family = family
+
+    def fingerprint(self) -> str:
+        """A short hash of the files (paths, sizes, modification times), labels and
+        preprocessing; the images are not read."""
+        files = "\n".join(f"{Path(p).relative_to(self.root)}:{label}:{os.stat(p).st_size}:"
+                          f"{os.stat(p).st_mtime_ns}" for p, label in self.samples)
+        settings = f"{self.resize}:{self.image_size}:{self.mean}:{self.std}"
+        return hashlib.sha256((files + settings).encode()).hexdigest()[:16]
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         path, label = self.samples[index]

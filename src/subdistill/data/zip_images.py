@@ -6,6 +6,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,8 +48,14 @@ def _decode(archive: zipfile.ZipFile, names: Sequence[str], path: Path) -> np.nd
 
 
 def _read_rgb(archive: zipfile.ZipFile, name: str) -> np.ndarray:
-    with Image.open(io.BytesIO(archive.read(name))) as img:
-        return np.asarray(img.convert("RGB"))
+    """Member ``name`` decoded as an RGB (H, W, 3) array; a DataError naming it when the zip
+    entry or the image in it is damaged."""
+    try:
+        with Image.open(io.BytesIO(archive.read(name))) as img:
+            return np.asarray(img.convert("RGB"))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise DataError(f"{archive.filename}: member {name} is damaged ({err}); re-fetch the "
+                        "zip.") from None
 
 
 def _load_cache(path: Path, count: int) -> np.ndarray | None:

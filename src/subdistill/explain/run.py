@@ -14,7 +14,7 @@ from torch import nn
 from ..atomic import write_csv, write_text
 from ..config import DataConfig, ModelConfig, read_yaml, to_dict
 from ..errors import ConfigError
-from ..jobs import build_model, load_task_data
+from ..jobs import TaskData, build_model, load_task_data
 from ..models.restricted import restrict_teacher
 from ..results import final_run_dirs, subtask_label
 from ..training.trainer import seed_everything
@@ -75,16 +75,9 @@ def check_bench_models(config: ExplainConfig) -> None:
                                   "bench config's models")
 
 
-def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
-    """Explain the teacher and every student on the same seeded test images; write
-    ``per_image.csv``, ``summary.md`` and ``heatmaps_<method>.png`` into ``out_dir``."""
-    data = load_task_data(config.data, config.seed)
-    test = data.splits.test
+def explained_models(config: ExplainConfig, data: TaskData) -> dict[str, nn.Module]:
+    """The teacher (restricted to the subtask) and every student of ``config``, by label."""
     channels = data.train_full.image_shape[0]
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))
-    picked = order[: config.images].tolist()
-    images = torch.stack([test[i][0] for i in picked])
-    labels = torch.tensor([test[i][1] for i in picked])
     seed_everything(config.seed)
     models: dict[str, nn.Module] = {TEACHER: restrict_teacher(
         build_model(config.teacher, len(data.train_full.classes), channels), data.subtask)}
@@ -97,6 +90,33 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
     for label, path in students.items():
         models[label] = build_model(replace(config.student, weights=_weights(path)),
                                     len(data.subtask), channels)
+    return models
+
+
+def check_explain(config: ExplainConfig) -> str:
+    """Validate an explain config without explaining: the data, the attribution methods, the
+    teacher and every student's weights. Returns a report."""
+    from .attribution import ATTRIBUTIONS  # zennit and captum
+
+    data = load_task_data(config.data, config.seed)
+    for name in config.attributions:
+        ATTRIBUTIONS.get(name)
+    models = explained_models(config, data)
+    return (f"subtask {data.subtask.name}: {', '.join(data.subtask.names)}; "
+            f"{min(config.images, len(data.splits.test))} test images\n"
+            f"models: {', '.join(models)}\nattributions: {', '.join(config.attributions)}")
+
+
+def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
+    """Explain the teacher and every student on the same seeded test images; write
+    ``per_image.csv``, ``summary.md`` and ``heatmaps_<method>.png`` into ``out_dir``."""
+    data = load_task_data(config.data, config.seed)
+    test = data.splits.test
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))
+    picked = order[: config.images].tolist()
+    images = torch.stack([test[i][0] for i in picked])
+    labels = torch.tensor([test[i][1] for i in picked])
+    models = explained_models(config, data)
     out = Path(config.out_dir)
     rows = []
     for method in config.attributions:

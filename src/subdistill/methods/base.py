@@ -7,6 +7,7 @@ it) and turns one step's outputs into a dict of named, already weighted loss ter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -72,6 +73,7 @@ class PrepareContext:
     run_dir: Any = None
     progress: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world size): fit_loader yields images rank::world
+    data: str = ""  # fingerprint of the images fit_loader covers (all processes' shares)
 
 
 class DistillMethod(nn.Module):
@@ -87,12 +89,35 @@ class DistillMethod(nn.Module):
         super().__init__()
         self.pairs = list(pairs)
         self.options = {**self.hparams, **options}
+        for key, value in self.options.items():
+            if key in OPTION_RANGES:
+                check_range(self.name, key, value, *OPTION_RANGES[key])
 
     def prepare(self, context: PrepareContext) -> None:
         """One-time set-up before training; the default does nothing."""
 
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
         raise NotImplementedError
+
+
+# The allowed values of the numeric options every method that has them shares:
+# (lowest, highest, whether the lowest is excluded).
+OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 1e3, True), "lambda": (0.0, 1e12, False),
+    "ce_weight": (0.0, 1e6, False), "kd_weight": (0.0, 1e6, False),
+    "alpha": (0.0, 1e6, False), "beta": (0.0, 1e6, False), "warmup": (0.0, 1.0, False),
+    "init_variance": (0.0, 1e6, True), "positions": (0, 10**7, False),
+}
+
+
+def check_range(method: str, key: str, value: float, low: float, high: float,
+                low_open: bool) -> None:
+    """``value`` of option ``key`` is a finite number in [low, high] (or (low, high])."""
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"method {method}: {key} must be a finite number in {bracket}{low:g}, "
+                          f"{high:g}], got {value}")
 
 
 DISTILL_METHODS: Registry[type[DistillMethod]] = Registry(
@@ -115,20 +140,25 @@ def list_methods() -> list[str]:
 
 
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` of option ``key`` checked against the type of its default."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"method {name}: option {key!r} must be true or false, got {value!r}")
         return value
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"method {name}: option {key!r} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"method {name}: option {key!r} must be a number, got {value!r}")
-        return type(default)(value) if isinstance(default, float) else value
+        return float(value)
     if isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"method {name}: option {key!r} must be a string, got {value!r}")
     return value
 
 
-def build_method(name: str, pairs: Sequence[LayerPair] = (), **options: Any) -> DistillMethod:
+def build_method(name: str, pairs: Sequence[LayerPair] = (), /, **options: Any) -> DistillMethod:
     """Instantiate method ``name`` for ``pairs``; unknown or ill-typed options are ConfigErrors."""
     cls = method_class(name)
     for key in options:

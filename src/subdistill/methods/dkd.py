@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
 from .base import DistillMethod, StepOutputs, register_method
 
 
@@ -66,12 +65,6 @@ class DKD(DistillMethod):
 
     def __init__(self, pairs=(), **options):
         super().__init__(pairs, **options)
-        if not 0 <= self.options["warmup"] <= 1:
-            raise ConfigError(f"method dkd: warmup is a fraction of the run in [0, 1], got "
-                              f"{self.options['warmup']}")
-        if not self.options["temperature"] > 0:
-            raise ConfigError(f"method dkd: temperature must be positive, got "
-                              f"{self.options['temperature']}")
 
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
         args = (outputs.student_logits, outputs.needed_teacher_logits(), outputs.labels,

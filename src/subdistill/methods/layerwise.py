@@ -14,7 +14,6 @@ The weight ``w_l`` of each layer term comes from ``lambda`` and ``calibration``:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -52,14 +51,7 @@ class LayerwiseMethod(DistillMethod):
         if calibration == "none" and "lambda" not in options:
             options = {**options, "lambda": self.published_lambda}
         super().__init__(pairs, **options)
-        lam = self.options["lambda"]
-        if not (math.isfinite(lam) and lam >= 0):
-            raise ConfigError(f"method {self.name}: lambda must be a finite number >= 0, got {lam}")
-        t = self.options["temperature"]
-        if not (math.isfinite(t) and t > 0):
-            raise ConfigError(f"method {self.name}: temperature must be a positive finite "
-                              f"number, got {t}")
-        self.layer_weights = [float(lam)] * len(self.pairs)
+        self.layer_weights = [float(self.options["lambda"])] * len(self.pairs)
 
     @property
     def calibration(self) -> str:

@@ -68,6 +68,23 @@ def initial_log_scale(energy: float, k: int, normalization: str) -> float:
     return 0.5 * math.log(energy / k) if normalization == "standardize" and energy > 0 else 0.0
 
 
+NEARLY_CONSTANT = 1e-8
+"""A teacher layer whose captured variance per kept direction is below this fraction of its
+squared mean activation is nearly constant: float32 cannot resolve its subspace."""
+
+
+def check_informative(bases: dict[str, Basis]) -> dict[str, Basis]:
+    """``bases``, after checking that no teacher layer is (nearly) constant over the data."""
+    for layer, basis in bases.items():
+        offset = float(basis.mean.double().pow(2).mean())
+        if not basis.energy > NEARLY_CONSTANT * basis.k * offset or not basis.energy > 1e-30:
+            raise BasisError(f"teacher layer {layer!r} is nearly constant over the training "
+                             f"images (captured variance {basis.energy:.3g}, squared mean "
+                             f"{offset:.3g} per channel): its subspace is rounding noise; pair "
+                             "another teacher layer")
+    return bases
+
+
 class SubspaceHead(nn.Module):
     """Training-only head of one pair: fixed teacher projection ``Uᵀ(T − μ)`` and learnable
     ``s · Q · n(S)`` with Q a k × k orthogonal matrix and s > 0 a learned scale
@@ -168,6 +185,7 @@ class SubDistill(LayerwiseMethod):
                               f"{p.compared_size[0]}x{p.compared_size[1]}" for p in self.pairs),
             "positions": str(positions),
             "seed": str(context.seed),
+            "data": context.data,
         }
         if isinstance(context.teacher, RestrictedTeacher):
             expected["subtask"] = ",".join(str(c) for c in context.teacher.indices.tolist())
@@ -175,14 +193,17 @@ class SubDistill(LayerwiseMethod):
             Path(context.run_dir) / "bases.safetensors" if context.run_dir else "")
         self.bases_path = Path(path) if path else None
         if path and Path(path).is_file():
-            return load_bases(path, expected)
-        bases = fit_subspaces(
-            context.teacher, context.fit_loader,
-            {p.teacher: p.student_channels for p in self.pairs},
-            method=self.options["basis"], positions=positions if positions > 0 else None,
-            seed=context.seed, compared_sizes={p.teacher: p.compared_size for p in self.pairs},
-            device=context.device, progress=context.progress, shard=context.shard,
-        )
+            return check_informative(load_bases(path, expected))
+        devices = [context.device] if torch.device(context.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # fitted or loaded: the same run after
+            bases = fit_subspaces(
+                context.teacher, context.fit_loader,
+                {p.teacher: p.student_channels for p in self.pairs},
+                method=self.options["basis"], positions=positions if positions > 0 else None,
+                seed=context.seed, compared_sizes={p.teacher: p.compared_size for p in self.pairs},
+                device=context.device, progress=context.progress, shard=context.shard,
+            )
+        check_informative(bases)
         if path and is_main():
             save_bases(path, bases, expected)
         return bases

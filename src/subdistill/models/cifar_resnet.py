@@ -20,6 +20,10 @@ from subdistill.models.registry import register_model, reject_pretrained
 __all__ = ["BasicBlock", "CifarResNet", "cifar_resnet", "stage_blocks"]
 
 
+MAX_BLOCKS = 1000  # per stage: ResNet-1202 has 200
+MAX_WIDTH = 65536
+
+
 def stage_blocks(blocks_per_stage: int | Sequence[int], widths: Sequence[int]) -> list[int]:
     """Validated block count per stage; a single int applies to every stage."""
     if isinstance(blocks_per_stage, int):
@@ -34,6 +38,11 @@ def stage_blocks(blocks_per_stage: int | Sequence[int], widths: Sequence[int]) -
         raise ModelError(
             f"Every stage needs >= 1 block and a positive width, got blocks_per_stage="
             f"{tuple(blocks)} for widths={tuple(widths)}."
+        )
+    if max(blocks) > MAX_BLOCKS or max(widths) > MAX_WIDTH:
+        raise ModelError(
+            f"At most {MAX_BLOCKS} blocks per stage and {MAX_WIDTH} channels, got "
+            f"blocks_per_stage={tuple(blocks)} for widths={tuple(widths)}."
         )
     return blocks
 

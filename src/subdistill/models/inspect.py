@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import ModelError
 from ..modes import eval_mode
 
 __all__ = ["LayerInfo", "format_layer_table", "layer_shapes"]
@@ -50,6 +51,11 @@ def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
                 handles.append(module.register_forward_hook(lambda m, a, o, p=path: hook(p, o)))
         with eval_mode(model), torch.no_grad():
             model(example)
+    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as err:
+        size = "x".join(map(str, example.shape[1:]))
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"the {type(model).__name__} cannot run on a {size} input ({reason}); "
+                         "give the input size it expects, e.g. 3,224,224") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -58,6 +64,17 @@ def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
         for path in order
         if path in shapes
     ]
+
+
+def default_input_size(model: nn.Module, channels: int = 3) -> tuple[int, int, int]:
+    """The (C, H, W) input ``model`` declares (torchvision's ``image_size``, timm's
+    ``pretrained_cfg``), else ``channels`` x 32 x 32."""
+    declared = getattr(model, "pretrained_cfg", None) or {}
+    if isinstance(declared, dict) and len(declared.get("input_size", ())) == 3:
+        c, h, w = declared["input_size"]
+        return channels, int(h), int(w)
+    side = getattr(model, "image_size", None)
+    return (channels, side, side) if isinstance(side, int) else (channels, 32, 32)
 
 
 def format_layer_table(infos: list[LayerInfo]) -> str:

@@ -143,10 +143,15 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a .safetensors state dict into ``model`` strictly (keys and shapes must match)."""
+    if not Path(path).is_file():
+        raise ModelError(f"Weights file {str(path)!r} does not exist.")
     try:
         state = load_file(path)
+    except PermissionError:
+        raise ModelError(f"Weights file {str(path)!r} cannot be read: permission denied.") from None
     except (OSError, SafetensorError) as e:
-        raise ModelError(f"Cannot read weights file {str(path)!r}: {e}") from e
+        raise ModelError(f"Cannot read weights file {str(path)!r} (not a safetensors file, or "
+                         f"truncated): {e}") from e
     _check_state(model.state_dict(), state, path)
     model.load_state_dict(state, strict=True)
 

@@ -11,7 +11,7 @@ import json
 import pickle
 import random
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,11 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         torch.save(dict(state), tmp)
 
 
-def load_checkpoint(path: str | Path, expected_hash: str) -> dict[str, Any]:
-    """Read a checkpoint safely and check it was written by a run with the same settings."""
+def load_checkpoint(path: str | Path, expected_hash: str,
+                    explain: Callable[[Mapping[str, str]], list[str]] | None = None
+                    ) -> dict[str, Any]:
+    """Read a checkpoint safely and check it was written by a run with the same settings;
+    ``explain(recorded settings)`` names the ones that changed in the error."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -67,6 +70,9 @@ def load_checkpoint(path: str | Path, expected_hash: str) -> dict[str, Any]:
     if not isinstance(state, dict) or "config_hash" not in state:
         raise CheckpointError(f"{path} is not a subdistill training checkpoint")
     if state["config_hash"] != expected_hash:
-        raise CheckpointError(f"checkpoint {path} was written by a run with other settings; "
-                              "resume with the same config, or use another run directory")
+        changed = explain(state["settings"]) if explain and "settings" in state else []
+        what = f" ({'; '.join(changed[:6])})" if changed else ""
+        raise CheckpointError(f"checkpoint {path} was written by a run with other settings"
+                              f"{what}; resume with the same settings, or start again with "
+                              "--overwrite or in another run directory")
     return state

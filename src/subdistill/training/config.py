@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -66,16 +68,25 @@ class TrainConfig:
         check_device(self.device)
 
 
+# (lowest, highest) of the numeric settings; a lowest of 0 for a positive setting is excluded
+POSITIVE = {"epochs": 10**5, "batch_size": 2**20, "lr": 1e3, "step_size": 10**5, "gamma": 1e3,
+            "eval_batch_size": 2**20}
+NON_NEGATIVE = {"weight_decay": 1e3, "momentum": 1.0, "num_workers": 256, "warmup_epochs": 10**5,
+                "evaluations": 10**5}
+
+
 def _check_ranges(cfg: TrainConfig) -> None:
-    """Positive sizes and rates, non-negative counts, a 32-bit seed."""
-    for name in ("epochs", "batch_size", "lr", "step_size", "gamma", "eval_batch_size"):
-        if not getattr(cfg, name) > 0:
-            raise ConfigError(f"train.{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("weight_decay", "momentum", "num_workers", "warmup_epochs", "evaluations"):
-        if not getattr(cfg, name) >= 0:
-            raise ConfigError(f"train.{name} must not be negative, got {getattr(cfg, name)}")
-    if cfg.cache_copies < 1:
-        raise ConfigError(f"train.cache_copies must be >= 1, got {cfg.cache_copies}")
+    """Finite sizes and rates in their ranges, a 32-bit seed."""
+    for name, high in POSITIVE.items():
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and 0 < value <= high):
+            raise ConfigError(f"train.{name} must be positive and at most {high:g}, got {value}")
+    for name, high in NON_NEGATIVE.items():
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and 0 <= value <= high):
+            raise ConfigError(f"train.{name} must be in [0, {high:g}], got {value}")
+    if not 1 <= cfg.cache_copies <= 100:
+        raise ConfigError(f"train.cache_copies must be in [1, 100], got {cfg.cache_copies}")
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"train.seed must be in [0, 2**32), got {cfg.seed}")
 
@@ -97,16 +108,41 @@ def validation_epochs(epochs: int, evaluations: int) -> set[int]:
     return {round(epochs * i / evaluations) for i in range(1, evaluations + 1)}
 
 
-def run_fingerprint(settings: Mapping[str, Any]) -> str:
-    """Hash of a run's settings (with a ``train`` mapping) that must not change when it is
-    resumed: training options that may change (:data:`RESUMABLE_CHANGES`) and options at
-    their default value (an empty ``imports`` list too) are left out, so options added to a
-    later version keep old runs resumable."""
+def resume_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The settings of a run (with a ``train`` mapping) that must not change when it is
+    resumed, flattened to ``section.key -> JSON value``: training options that may change
+    (:data:`RESUMABLE_CHANGES`) and options at their default value (an empty ``imports`` list
+    too) are left out, so options added to a later version keep old runs resumable."""
     defaults = asdict(TrainConfig())
     train = {k: v for k, v in settings["train"].items()
              if k not in RESUMABLE_CHANGES and (k not in defaults or defaults[k] != v)}
     kept = {k: v for k, v in settings.items() if not (k == "imports" and not v)}
-    return config_hash({**kept, "train": train})
+    return _flatten({**kept, "train": train})
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in node.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
+    return flat
+
+
+def run_fingerprint(settings: Mapping[str, Any]) -> str:
+    """Hash of :func:`resume_settings`."""
+    return config_hash(resume_settings(settings))
+
+
+def changed_settings(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """``key (old -> new)`` for every setting of :func:`resume_settings` that differs."""
+    def shown(flat: Mapping[str, str], key: str) -> str:
+        value = flat.get(key, "(not set)")
+        return value if len(value) <= 40 else value[:37] + "..."
+
+    return [f"{key} ({shown(before, key)} -> {shown(after, key)})"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
 def check_device(name: str) -> torch.device:

@@ -4,21 +4,30 @@ summary, every one written atomically."""
 from __future__ import annotations
 
 import json
+import os
 import platform
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
 
-from ..atomic import write_text
+from ..atomic import process_alive, remove_stale_temporaries, write_text
 from ..errors import ConfigError
 from ..models.registry import save_weights
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import config_hash, load_checkpoint, save_checkpoint
+from .config import changed_settings
 from .state import TrainingState
 
 CHECKPOINT = "checkpoint.pt"
+RUN_FILES = ("config.yaml", "metrics.jsonl", "model_best.safetensors", "model_last.safetensors",
+             CHECKPOINT, "summary.json")
+"""The files a run writes; a folder holding any of them holds an earlier run."""
+BASES = "bases.safetensors"
+LOCK = ".lock"
 
 
 def environment() -> dict[str, str]:
@@ -42,6 +51,9 @@ class RunFiles:
 
     def __init__(self, path: str | Path | None, writer: bool = True):
         self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"run_dir {self.path} is an existing file, not a folder; choose "
+                              "another run directory")
         self.writer = writer and self.path is not None
         if self.writer:
             self.file("").mkdir(parents=True, exist_ok=True)
@@ -57,11 +69,65 @@ class RunFiles:
         """The checkpoint file."""
         return self.file(CHECKPOINT)
 
-    def resumable(self, resume: bool) -> bool:
-        """Whether the run continues from a checkpoint: asked to, and there is one."""
-        if resume and self.path is None:
-            raise ConfigError("resume needs a run directory")
-        return resume and self.checkpoint.is_file()
+    @contextmanager
+    def claim(self, resume: bool = False, overwrite: bool = False) -> Iterator[bool]:
+        """Hold the run directory for this run; yields whether the run resumes from a
+        checkpoint (``resume`` and there is one).
+
+        A folder that holds an earlier run is refused unless ``resume`` (continue it) or
+        ``overwrite`` (delete its files, saved bases included, and start again); a folder in
+        use by a live run is refused (the ``.lock`` file names it). Temporary files of killed
+        writes are removed."""
+        if resume and overwrite:
+            raise ConfigError("resume and overwrite exclude each other: continue the run, or "
+                              "replace it")
+        if self.path is None:
+            if resume:
+                raise ConfigError("resume needs a run directory")
+            yield False
+            return
+        if not self.writer:  # the other ranks of a process group read what rank 0 holds
+            yield resume and self.checkpoint.is_file()
+            return
+        with self._locked():
+            remove_stale_temporaries(self.path)
+            earlier = [name for name in RUN_FILES if (self.path / name).exists()]
+            if earlier and not resume and not overwrite:
+                raise ConfigError(f"run directory {self.path} holds an earlier run "
+                                  f"({', '.join(earlier)}): pass --resume to continue it or "
+                                  "--overwrite to replace it (resume=True / overwrite=True in "
+                                  "Python), or choose another run directory")
+            if overwrite:
+                for name in (*RUN_FILES, BASES):
+                    (self.path / name).unlink(missing_ok=True)
+            yield resume and self.checkpoint.is_file()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The run directory's ``.lock`` file, created for the duration (a stale one, left by
+        a process of this machine that is gone, is taken over)."""
+        lock = self.file(LOCK)
+        host = socket.gethostname()
+        for attempt in (1, 2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                owner = (lock.read_text(errors="replace").split() + ["?", "?"])[:2]
+                pid, owner_host = owner
+                stale = owner_host == host and pid.isdigit() and not process_alive(int(pid))
+                if attempt == 1 and stale:
+                    lock.unlink(missing_ok=True)
+                    continue
+                raise ConfigError(f"run directory {self.path} is in use by process {pid} on "
+                                  f"{owner_host}: wait for that run to end, or delete {lock} "
+                                  "if it is gone") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()} {host}\n")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         """Write the resolved config and the library versions."""
@@ -69,13 +135,17 @@ class RunFiles:
             record = {**config, "environment": environment()}
             write_text(self.file("config.yaml"), yaml.safe_dump(record, sort_keys=False))
 
-    def restore(self, state: TrainingState, fingerprint: str) -> None:
-        """Load the checkpoint (written by a run with ``fingerprint``) into ``state`` and put
-        ``metrics.jsonl`` back to its epochs."""
-        state.load_state_dict(load_checkpoint(self.checkpoint, fingerprint), self.checkpoint)
+    def restore(self, state: TrainingState, settings: Mapping[str, str]) -> None:
+        """Load the checkpoint into ``state`` (it must have been written with the same
+        ``settings``, see :func:`.config.resume_settings`; the error names the changed ones)
+        and put ``metrics.jsonl`` back to its epochs."""
+        checkpoint = load_checkpoint(self.checkpoint, config_hash(settings),
+                                     lambda recorded: changed_settings(recorded, settings))
+        state.load_state_dict(checkpoint, self.checkpoint)
         self._write_metrics(state.history)
 
-    def save_epoch(self, state: TrainingState, fingerprint: str, improved: bool) -> None:
+    def save_epoch(self, state: TrainingState, settings: Mapping[str, str],
+                   improved: bool) -> None:
         """After an epoch: the best weights (when ``improved``), the last weights, the
         checkpoint, then the epoch's metrics line."""
         if not self.writer:
@@ -83,7 +153,8 @@ class RunFiles:
         if improved:
             self.save_model(state.student, "best")
         self.save_model(state.student, "last")
-        save_checkpoint(self.checkpoint, {"config_hash": fingerprint, **state.state_dict()})
+        save_checkpoint(self.checkpoint, {"config_hash": config_hash(settings),
+                                          "settings": dict(settings), **state.state_dict()})
         self._write_metrics(state.history)
 
     def save_model(self, model: nn.Module, tag: str) -> None:

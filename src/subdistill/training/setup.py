@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import is_main, local_device, rank, shard, world_size
+from ..distributed import all_reduce_sum, is_main, local_device, rank, shard, world_size
 from ..errors import ConfigError, ModelError
+from ..fingerprint import data_fingerprint
 from ..methods import DistillMethod, PrepareContext, build_method, method_class
 from ..modes import eval_mode
 from .config import TrainConfig
@@ -86,9 +87,21 @@ def setup_method(
     device = local_device(cfg.device)
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
                                      options=options, device=device)
-    fit_loader = DataLoader(shard(train), batch_size=cfg.eval_batch_size, shuffle=False,
-                            num_workers=cfg.num_workers)
+    share = shard(train)
+    _check_every_process_has_images(len(share), len(train), device)  # type: ignore[arg-type]
+    fit_loader = DataLoader(share, batch_size=cfg.eval_batch_size, shuffle=False,
+                            num_workers=cfg.num_workers, generator=torch.Generator())
     teacher = teacher if algorithm.needs_teacher else None
     algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir,
-                                     cfg.progress and is_main(), (rank(), world_size())))
+                                     cfg.progress and is_main(), (rank(), world_size()),
+                                     data=data_fingerprint(train)))
     return algorithm.to(device)
+
+
+def _check_every_process_has_images(count: int, total: int, device: torch.device) -> None:
+    """In a process group, fail on every process (not hang) when one gets no images."""
+    empty = torch.tensor([float(count == 0)], device=device)
+    all_reduce_sum([empty])
+    if empty.item() > 0:
+        raise ConfigError(f"{int(empty.item())} of {world_size()} processes get no training image "
+                          f"({total} images): start fewer processes")

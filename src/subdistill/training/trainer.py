@@ -27,13 +27,14 @@ from ..data.augment import Augment, build_augment
 from ..data.subtask import Subtask
 from ..distributed import is_distributed, is_main, local_device, main_first
 from ..errors import ConfigError
+from ..fingerprint import data_fingerprint, model_fingerprint, structure_fingerprint
 from ..methods import DistillMethod, method_class
 from ..methods.layerwise import LayerwiseMethod
 from ..models.restricted import restrict_teacher
 from ..modes import frozen
 from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
-from .config import TrainConfig, merge_config, run_fingerprint
+from .config import TrainConfig, merge_config, resume_settings
 from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
 from .precision import to_layout
 from .run_files import RunFiles
@@ -82,8 +83,8 @@ def _teacher_cache(teacher: nn.Module | None, train: Dataset, algorithm: Distill
             batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress and is_main())
 
 
-def _train(runner: EpochRunner, state: TrainingState, files: RunFiles, fingerprint: str,
-           method: str, classes: int) -> None:
+def _train(runner: EpochRunner, state: TrainingState, files: RunFiles,
+           settings: Mapping[str, str], method: str, classes: int) -> None:
     """Epochs from where ``state`` stands to the last: record, save, warn once on collapse."""
     cfg, progress, warned = runner.cfg, runner.cfg.progress and is_main(), False
     bar = tqdm(range(state.epochs_done, cfg.epochs), desc=method, disable=not progress,
@@ -95,7 +96,7 @@ def _train(runner: EpochRunner, state: TrainingState, files: RunFiles, fingerpri
         if collapse is not None and is_main():
             log.warning("%s: %s", method, collapse)
             warned = True
-        files.save_epoch(state, fingerprint, improved)
+        files.save_epoch(state, settings, improved)
         bar.set_postfix(loss=f"{row['loss']:.3f}",
                         val=f"{row.get('val_accuracy', float('nan')):.3f}",
                         best=f"{state.best['val_accuracy']:.3f}")
@@ -116,6 +117,7 @@ def distill(
     run_dir: str | Path | None = None,
     record: Mapping[str, Any] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> DistillResult:
     """Train ``student`` on ``train`` with ``method``; keep the best-validation weights.
@@ -125,7 +127,9 @@ def distill(
     hyper-parameters (``subdistill list methods`` describes them); training settings come from
     ``config`` and keyword ``overrides`` (see :class:`TrainConfig`). Labels are used only for
     model selection and evaluation unless the method itself uses them. With ``run_dir`` a
-    checkpoint is written after every epoch; ``resume=True`` continues from it.
+    checkpoint is written after every epoch; ``resume=True`` continues from it (refused when a
+    setting changed, see :func:`run_settings`), ``overwrite=True`` replaces an earlier run
+    there; without either, a run directory holding a run is refused.
 
     Called by every process inside :func:`subdistill.distributed.process_group` (``torchrun``),
     it trains with DistributedDataParallel: ``batch_size`` is per process, each process fits
@@ -137,37 +141,51 @@ def distill(
         raise ConfigError(f"method {method} needs a teacher")
     if teacher is not None and subtask is not None:
         teacher = restrict_teacher(teacher, subtask)
-    settings = {"method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
-                "train": asdict(cfg)}
+    settings = run_settings(method, options, pairs, cfg, teacher, student, (train, val, test))
     files = RunFiles(run_dir, writer=is_main())  # in a process group only rank 0 writes
-    resuming = files.resumable(resume)
-    if not resuming:
-        files.write_config(dict(record) if record is not None else settings)
-    algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
-                             options=options, config=cfg, run_dir=run_dir)
-    device = local_device(cfg.device)
-    teacher = teacher if algorithm.needs_teacher else None
-    for model in (student, teacher):
-        if model is not None:
-            to_layout(model, cfg.channels_last)
-    state = TrainingState.create(student, algorithm, cfg)
-    loader = train_loader(train, cfg, state.loader_rng)
-    augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
-    cache = _teacher_cache(teacher, train, algorithm, augment, cfg, device)
-    fingerprint = run_fingerprint(settings)
-    if resuming:
-        files.restore(state, fingerprint)
-    with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
-        if isinstance(algorithm, LayerwiseMethod) and teacher is not None and not resuming:
-            calibrate(algorithm, student, lambda x, y: step.step_outputs(
-                x, y, *teacher_outputs(teacher, teacher_taps, x, device, cfg.precision)),
-                calibration_batches(train, cfg.batch_size, cfg.channels_last, device))
-        model = step if not is_distributed() else DistributedDataParallel(  # averages grads
-            step, device_ids=[device.index] if device.type == "cuda" else None)
-        runner = EpochRunner(model, step, teacher, teacher_taps, loader, cache, augment, val,
-                             cfg, device)
-        _train(runner, state, files, fingerprint, method, num_classes(train))
-    state.restore_best()
-    result = score(state, teacher, val, test, cfg, device, run_dir)
-    files.write_summary(summary(result, cfg))
+    with files.claim(resume, overwrite) as resuming:
+        if not resuming:
+            files.write_config(dict(record) if record is not None else settings)
+        algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
+                                 options=options, config=cfg, run_dir=run_dir)
+        device = local_device(cfg.device)
+        teacher = teacher if algorithm.needs_teacher else None
+        for model in (student, teacher):
+            if model is not None:
+                to_layout(model, cfg.channels_last)
+        state = TrainingState.create(student, algorithm, cfg)
+        loader = train_loader(train, cfg, state.loader_rng)
+        augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
+        cache = _teacher_cache(teacher, train, algorithm, augment, cfg, device)
+        flat = resume_settings(settings)
+        if resuming:
+            files.restore(state, flat)
+        with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
+            if isinstance(algorithm, LayerwiseMethod) and teacher is not None and not resuming:
+                calibrate(algorithm, student, lambda x, y: step.step_outputs(
+                    x, y, *teacher_outputs(teacher, teacher_taps, x, device, cfg.precision)),
+                    calibration_batches(train, cfg.batch_size, cfg.channels_last, device))
+            model = step if not is_distributed() else DistributedDataParallel(  # averages grads
+                step, device_ids=[device.index] if device.type == "cuda" else None)
+            runner = EpochRunner(model, step, teacher, teacher_taps, loader, cache, augment, val,
+                                 cfg, device)
+            _train(runner, state, files, flat, method, num_classes(train))
+        state.restore_best()
+        result = score(state, teacher, val, test, cfg, device, run_dir)
+        files.write_summary(summary(result, cfg))
     return result
+
+
+def run_settings(method: str, options: Mapping[str, Any] | None, pairs: Mapping[str, str] | None,
+                 cfg: TrainConfig, teacher: nn.Module | None, student: nn.Module,
+                 data: tuple[Dataset, Dataset, Dataset | None]) -> dict[str, Any]:
+    """What a run is: the method, its options and pairs, the training settings, the teacher's
+    weights (a fingerprint, with the subtask's classes), the student's architecture and the
+    training, validation and test images (fingerprints). A resumed run must match it."""
+    uses_teacher = teacher is not None and method_class(method).needs_teacher
+    return {"method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
+            "train": asdict(cfg),
+            "teacher": model_fingerprint(teacher) if uses_teacher else None,  # type: ignore[arg-type]
+            "student": structure_fingerprint(student),
+            "data": {split: data_fingerprint(d) if d is not None else None
+                     for split, d in zip(("train", "val", "test"), data)}}
