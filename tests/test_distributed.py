@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDatas
 from conftest import TinyCNN
 from subdistill import distributed
 from subdistill.config import load_config
+from subdistill.errors import ConfigError
 from subdistill.jobs import run_fit_subspaces
 from subdistill.methods import describe_methods
 from subdistill.models import create_model, save_weights
@@ -214,3 +215,23 @@ def test_every_method_trains_under_ddp(tmp_path):
     assert ranks[0].keys() == ranks[1].keys() == describe_methods().keys()
     for name, state in ranks[0].items():
         assert all(torch.equal(v, ranks[1][name][k]) for k, v in state.items()), name
+
+
+def _empty_share_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    with distributed.process_group("cpu"):
+        one = _data(1, 0)
+        one.classes = ["a", "b", "c"]
+        try:  # one training image for two processes: rank 1's share of the fit is empty
+            distill(TinyCNN((6, 8)), TinyCNN((4, 4)), one, _data(10, 1), pairs=PAIRS,
+                    epochs=1, batch_size=8, progress=False)
+        except ConfigError as err:
+            (out / f"rank{rank}.txt").write_text(str(err))
+
+
+def test_a_process_without_images_fails_every_process_instead_of_hanging(tmp_path):
+    mp.spawn(_empty_share_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    for rank in range(2):
+        assert "get no training image" in (tmp_path / f"rank{rank}.txt").read_text()

@@ -1,6 +1,7 @@
 """Random and mutated configs: the loader and the CLI raise only SubdistillErrors."""
 
 import copy
+import signal
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from subdistill.cli import main
 from subdistill.config import DistillConfig, from_mapping
 from subdistill.errors import SubdistillError
+from subdistill.methods import describe_methods
 
 BASE = {
     "teacher": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [8, 16, 16]},
@@ -94,3 +96,50 @@ def test_cli_check_raises_only_subdistill_errors(tmp_path, config):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["check", str(path)]) in (0, 2)
+
+
+MODEL_KEYS = ["name", "in_channels", "num_classes", "weights", "pretrained", "depth", "widths",
+              "blocks_per_stage", "stem_width", "expansion", "x"]
+METHOD_KEYS = sorted({key for cls in describe_methods().values() for key in cls.hparams}
+                     | {"pairs", "name", "x"})
+extreme = st.one_of(st.integers(-2**40, 2**40), st.sampled_from([0, 1, 2**31, 10**12]),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([1e308, -1e308, 1e-308, float("nan")]),
+                    st.lists(st.integers(-3, 2**20), max_size=5), st.text(max_size=6),
+                    st.booleans(), st.none())
+
+
+def _check_in_time(tmp_path, config) -> int:
+    """``subdistill check`` on ``config``; a hang (over 60 s) fails the example."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    def hang(*_):
+        raise TimeoutError("subdistill check hung")
+
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        return main(["check", str(path)])
+    finally:
+        signal.alarm(0)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(role=st.sampled_from(["teacher", "student"]),
+       args=st.dictionaries(st.sampled_from(MODEL_KEYS), extreme, max_size=3))
+def test_check_on_any_model_args_ends_with_a_result_or_one_line(tmp_path, role, args):
+    config = copy.deepcopy(BASE)
+    config[role]["args"] = {**config[role]["args"], **args}
+    assert _check_in_time(tmp_path, config) in (0, 2)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(describe_methods())),
+       options=st.dictionaries(st.sampled_from(METHOD_KEYS), extreme, max_size=3))
+def test_check_on_any_method_options_ends_with_a_result_or_one_line(tmp_path, name, options):
+    config = copy.deepcopy(BASE)
+    config["method"] = {"name": name, **options}
+    assert _check_in_time(tmp_path, config) in (0, 2)

@@ -16,6 +16,7 @@ from .models import count_parameters, create_model
 from .models.restricted import restrict_teacher
 from .subspace import Basis
 from .training.config import TrainConfig
+from .training.run_files import RunFiles
 from .training.scoring import DistillResult
 from .training.setup import build_checked_method, check_outputs, setup_method
 from .training.trainer import distill, seed_everything
@@ -111,6 +112,7 @@ def check_config(config: DistillConfig,
     """Validate everything a run of ``config`` needs without training: data and subtask,
     models and weights, layer paths and shapes, method options. Returns a report (``full``:
     already loaded training and test sets)."""
+    files = RunFiles(config.run_dir)  # a file where the run directory should be is refused
     data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
     method = build_checked_method(teacher, student, data.splits.train,
@@ -122,7 +124,9 @@ def check_config(config: DistillConfig,
              f"{len(splits.test)} test",
              f"parameters: teacher {count_parameters(teacher):,}, "
              f"student {count_parameters(student):,}",
-             f"method {method.name}: {method.description}"]
+             f"method {method.name}: {method.description}",
+             f"run_dir {config.run_dir}: " + ("holds an earlier run (needs --resume or "
+                                              "--overwrite)" if files.holds_run() else "free")]
     for p in method.pairs:
         lines.append(f"pair {p.teacher} ({p.teacher_channels}x{p.teacher_size[0]}x"
                      f"{p.teacher_size[1]}) -> {p.student} ({p.student_channels}x"

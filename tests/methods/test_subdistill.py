@@ -158,3 +158,24 @@ def test_the_learned_scale_lets_the_loss_reach_zero():
 def test_scale_option_is_validated():
     with pytest.raises(ConfigError, match="unknown scale"):
         build_method("subdistill", [_pair()], scale="fixed")
+
+
+@pytest.mark.parametrize("scale, message", [(0.0, "layer 'stage1': cannot build"),
+                                            (2e-3, "teacher layer 'stage1' is nearly constant")])
+def test_a_degenerate_teacher_layer_is_named(scale, message):
+    from torch.utils.data import TensorDataset
+
+    from conftest import TinyCNN
+    from subdistill.errors import BasisError
+    from subdistill.training import distill
+
+    torch.manual_seed(0)
+    teacher = TinyCNN((6, 8))
+    with torch.no_grad():  # stage 1 outputs 1000 everywhere, plus (scale) a whisper of signal
+        conv = teacher.stage1[0]
+        conv.weight.mul_(scale)
+        conv.bias.fill_(1000.0)
+    x, y = torch.randn(24, 3, 8, 8), torch.arange(24) % 3
+    with pytest.raises(BasisError, match=message):
+        distill(teacher, TinyCNN((4, 4)), TensorDataset(x, y), TensorDataset(x, y),
+                pairs={"stage1": "stage1"}, epochs=1, batch_size=8, progress=False)

@@ -33,7 +33,8 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
     distill_config = cell_config(config, cell, out)
     run_dir = Path(distill_config.run_dir)
     record = to_dict(distill_config)
-    fingerprint = run_fingerprint(record)
+    # where the grid lies is not a setting: a moved or copied out_dir resumes
+    fingerprint = run_fingerprint({k: v for k, v in record.items() if k != "run_dir"})
     stamp = run_dir / "cell.json"
     if stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
         raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "

@@ -17,11 +17,18 @@ from torch import Tensor, nn
 from subdistill.errors import ModelError
 from subdistill.models.registry import register_model, reject_pretrained
 
-__all__ = ["BasicBlock", "CifarResNet", "cifar_resnet", "stage_blocks"]
+__all__ = ["BasicBlock", "CifarResNet", "check_width", "cifar_resnet", "stage_blocks"]
 
 
 MAX_BLOCKS = 1000  # per stage: ResNet-1202 has 200
 MAX_WIDTH = 65536
+
+
+def check_width(name: str, width: int) -> int:
+    """``width`` after checking 1 <= width <= :data:`MAX_WIDTH`."""
+    if not 1 <= width <= MAX_WIDTH:
+        raise ModelError(f"{name} must be between 1 and {MAX_WIDTH}, got {width}.")
+    return width
 
 
 def stage_blocks(blocks_per_stage: int | Sequence[int], widths: Sequence[int]) -> list[int]:
@@ -83,7 +90,7 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         blocks_per_stage = stage_blocks(blocks_per_stage, widths)
-        stem_width = widths[0] if stem_width is None else stem_width
+        stem_width = widths[0] if stem_width is None else check_width("stem_width", stem_width)
         self.conv1 = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         channels = stem_width

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subdistill.errors import ModelError
-from subdistill.models.cifar_resnet import stage_blocks
+from subdistill.models.cifar_resnet import check_width, stage_blocks
 from subdistill.models.registry import register_model, reject_pretrained
 
 __all__ = ["ConvBN", "InvertedResidual", "MobileStudent", "mobile_student"]
@@ -79,9 +79,9 @@ class MobileStudent(nn.Module):
     ) -> None:
         super().__init__()
         blocks_per_stage = stage_blocks(blocks_per_stage, widths)
-        if expansion < 1:
-            raise ModelError(f"expansion must be >= 1, got {expansion}.")
-        channels = widths[0] if stem_width is None else stem_width
+        if not 1 <= expansion <= 64:
+            raise ModelError(f"expansion must be between 1 and 64, got {expansion}.")
+        channels = widths[0] if stem_width is None else check_width("stem_width", stem_width)
         self.stem = ConvBN(in_channels, channels, 3)
         stages = []
         for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths, strict=True)):

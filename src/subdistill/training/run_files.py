@@ -55,8 +55,6 @@ class RunFiles:
             raise ConfigError(f"run_dir {self.path} is an existing file, not a folder; choose "
                               "another run directory")
         self.writer = writer and self.path is not None
-        if self.writer:
-            self.file("").mkdir(parents=True, exist_ok=True)
 
     def file(self, name: str) -> Path:
         """The path of file ``name`` in the run directory (an error without one)."""
@@ -68,6 +66,10 @@ class RunFiles:
     def checkpoint(self) -> Path:
         """The checkpoint file."""
         return self.file(CHECKPOINT)
+
+    def holds_run(self) -> bool:
+        """Whether the run directory holds files of an earlier run."""
+        return self.path is not None and any((self.path / n).exists() for n in RUN_FILES)
 
     @contextmanager
     def claim(self, resume: bool = False, overwrite: bool = False) -> Iterator[bool]:
@@ -89,6 +91,7 @@ class RunFiles:
         if not self.writer:  # the other ranks of a process group read what rank 0 holds
             yield resume and self.checkpoint.is_file()
             return
+        self.path.mkdir(parents=True, exist_ok=True)
         with self._locked():
             remove_stale_temporaries(self.path)
             earlier = [name for name in RUN_FILES if (self.path / name).exists()]
@@ -135,13 +138,15 @@ class RunFiles:
             record = {**config, "environment": environment()}
             write_text(self.file("config.yaml"), yaml.safe_dump(record, sort_keys=False))
 
-    def restore(self, state: TrainingState, settings: Mapping[str, str]) -> None:
-        """Load the checkpoint into ``state`` (it must have been written with the same
-        ``settings``, see :func:`.config.resume_settings`; the error names the changed ones)
-        and put ``metrics.jsonl`` back to its epochs."""
-        checkpoint = load_checkpoint(self.checkpoint, config_hash(settings),
-                                     lambda recorded: changed_settings(recorded, settings))
-        state.load_state_dict(checkpoint, self.checkpoint)
+    def read_checkpoint(self, settings: Mapping[str, str]) -> dict[str, Any]:
+        """The checkpoint, which must have been written with the same ``settings`` (see
+        :func:`.config.resume_settings`; the error names the changed ones)."""
+        return load_checkpoint(self.checkpoint, config_hash(settings),
+                               lambda recorded: changed_settings(recorded, settings))
+
+    def restore(self, state: TrainingState, checkpoint: Mapping[str, Any]) -> None:
+        """Load ``checkpoint`` into ``state`` and put ``metrics.jsonl`` back to its epochs."""
+        state.load_state_dict(dict(checkpoint), self.checkpoint)
         self._write_metrics(state.history)
 
     def save_epoch(self, state: TrainingState, settings: Mapping[str, str],

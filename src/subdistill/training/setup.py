@@ -35,8 +35,13 @@ def check_outputs(teacher: nn.Module | None, student: nn.Module, example: torch.
     for role, model in (("student", student), ("teacher", teacher)):
         if model is None:
             continue
-        with eval_mode(model), torch.no_grad():
-            width = model(example).shape[-1]
+        try:
+            with eval_mode(model), torch.no_grad():
+                width = model(example).shape[-1]
+        except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"the {role} cannot run on the data's "
+                             f"{'x'.join(map(str, example.shape[1:]))} images ({reason})") from None
         if width != classes:
             hint = (" Restrict the teacher to the subtask (pass subtask= or use "
                     "restrict_teacher)." if role == "teacher" else "")
@@ -81,12 +86,18 @@ def setup_method(
     config: TrainConfig | None = None,
     run_dir: str | Path | None = None,
 ) -> DistillMethod:
-    """:func:`build_checked_method`, then prepare the method (e.g. fit SubDistill's subspaces
-    on the unaugmented ``train`` data; in a process group each process takes its share)."""
+    """:func:`build_checked_method`, then :func:`prepare_method`."""
     cfg = config or TrainConfig()
-    device = local_device(cfg.device)
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
-                                     options=options, device=device)
+                                     options=options, device=local_device(cfg.device))
+    return prepare_method(algorithm, teacher, train, cfg, run_dir)
+
+
+def prepare_method(algorithm: DistillMethod, teacher: nn.Module | None, train: Dataset,
+                   cfg: TrainConfig, run_dir: str | Path | None = None) -> DistillMethod:
+    """Prepare a built method (e.g. fit SubDistill's subspaces on the unaugmented ``train``
+    data, or load them from ``run_dir``; in a process group each process takes its share)."""
+    device = local_device(cfg.device)
     share = shard(train)
     _check_every_process_has_images(len(share), len(train), device)  # type: ignore[arg-type]
     fit_loader = DataLoader(share, batch_size=cfg.eval_batch_size, shuffle=False,

@@ -39,7 +39,7 @@ from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
 from .precision import to_layout
 from .run_files import RunFiles
 from .scoring import DistillResult, score, summary
-from .setup import num_classes, setup_method
+from .setup import build_checked_method, num_classes, prepare_method
 from .state import TrainingState
 from .teacher_cache import TeacherCache
 
@@ -143,12 +143,15 @@ def distill(
         teacher = restrict_teacher(teacher, subtask)
     settings = run_settings(method, options, pairs, cfg, teacher, student, (train, val, test))
     files = RunFiles(run_dir, writer=is_main())  # in a process group only rank 0 writes
+    device = local_device(cfg.device)
+    algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
+                                     options=options, device=device)  # before any file
+    flat = resume_settings(settings)
     with files.claim(resume, overwrite) as resuming:
-        if not resuming:
+        checkpoint = files.read_checkpoint(flat) if resuming else None  # same settings?
+        if checkpoint is None:
             files.write_config(dict(record) if record is not None else settings)
-        algorithm = setup_method(teacher, student, train, method=method, pairs=pairs,
-                                 options=options, config=cfg, run_dir=run_dir)
-        device = local_device(cfg.device)
+        algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir)
         teacher = teacher if algorithm.needs_teacher else None
         for model in (student, teacher):
             if model is not None:
@@ -157,9 +160,8 @@ def distill(
         loader = train_loader(train, cfg, state.loader_rng)
         augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
         cache = _teacher_cache(teacher, train, algorithm, augment, cfg, device)
-        flat = resume_settings(settings)
-        if resuming:
-            files.restore(state, flat)
+        if checkpoint is not None:
+            files.restore(state, checkpoint)
         with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
             if isinstance(algorithm, LayerwiseMethod) and teacher is not None and not resuming:
                 calibrate(algorithm, student, lambda x, y: step.step_outputs(
