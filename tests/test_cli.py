@@ -50,6 +50,14 @@ def test_fit_subspace_prints_and_saves(digits_config, capsys):
     assert (digits_config.parent / "run" / "bases.safetensors").is_file()
 
 
+def test_fit_subspace_then_distill_is_the_run_distill_alone_gives(digits_config, tmp_path):
+    assert main(["fit-subspace", str(digits_config)]) == 0
+    assert main(["distill", str(digits_config)]) == 0  # bases alone are not an earlier run
+    assert main(["distill", str(digits_config), "--set", f"run_dir={tmp_path / 'alone'}"]) == 0
+    for name in ("model_best.safetensors", "model_last.safetensors"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes()
+
+
 def test_user_errors_are_one_line_without_traceback(digits_config, capsys):
     status = main(["distill", str(digits_config), "--set", "pairs.layer9=layer3"])
     err = capsys.readouterr().err
