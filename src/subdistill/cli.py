@@ -214,6 +214,45 @@ def _cmd_methods(args: argparse.Namespace) -> None:
             print(f"{'':<16}{key} = {default!r}")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .deploy.export import export
+
+    record = export(args.run_dir, args.format, args.out, args.parity_images, args.quantize)
+    parity = record["parity"]
+    print(f"exported {record['format']} ({record['exporter']}); parity on {parity['images']} "
+          f"images: top class agrees on {parity['argmax_agreement']:.2%}, logits differ by up "
+          f"to {parity['max_abs_logit_difference']:.3g}")
+    if "int8" in record:
+        q = record["int8"]
+        accuracy = (f"; test accuracy {q['fp32_accuracy']:.4f} -> {q['int8_accuracy']:.4f}"
+                    if "int8_accuracy" in q else "")
+        print(f"int8 model {q['file']}: {q['int8_bytes']:,} bytes (fp32 {q['fp32_bytes']:,})"
+              f"{accuracy}")
+
+
+def _cmd_profile(args: argparse.Namespace) -> None:
+    from .deploy.profile import format_profile, profile
+
+    print(format_profile(profile(args.run_dir, args.repeats, args.batch, args.threads,
+                                 onnx=not args.no_onnx)), end="")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from .deploy.predict import image_files, open_predictor, predict
+
+    rows, errors = predict(open_predictor(args.model), image_files(args.images), args.top)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print("\t".join([row["file"], *(f"{c}\t{p:.4f}" for c, p in row["top"])]))
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(errors) + len(rows)} files could not be read: "
+                          + "; ".join(errors))
+
+
 def _listing(kind: str) -> list[str]:
     """The lines ``subdistill list KIND`` prints."""
     if kind == "models":
@@ -336,6 +375,34 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
                    help="model constructor argument, e.g. --arg depth=20 (repeatable)")
     _add_imports(p)
     p.set_defaults(func=_cmd_layers)
+
+    p = commands.add_parser("export", help="export a run's student (ONNX, TorchScript, "
+                            "ExportedProgram) with its metadata and a parity check")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("--out", default=None, help="output file (default RUN_DIR/expert.<ext>)")
+    p.add_argument("--quantize", default=None, choices=["int8"],
+                   help="also write a statically quantised int8 ONNX model")
+    p.add_argument("--parity-images", type=int, default=256,
+                   help="test images the export is checked on (default 256)")
+    p.set_defaults(func=_cmd_export)
+
+    p = commands.add_parser("profile", help="teacher vs student: parameters, MACs, size, "
+                            "latency, throughput, accuracy (PyTorch and ONNX fp32/int8)")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs at batch 1 (default 50)")
+    p.add_argument("--batch", type=int, default=64, help="batch of the throughput (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-onnx", action="store_true", help="PyTorch only")
+    p.set_defaults(func=_cmd_profile)
+
+    p = commands.add_parser("predict", help="classify image files with a run's student or an "
+                            "exported model")
+    p.add_argument("model", help="a run directory, or an exported .onnx/.pt/.pt2 file")
+    p.add_argument("images", nargs="+", help="image files or folders of them")
+    p.add_argument("--top", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    p.set_defaults(func=_cmd_predict)
 
     p = commands.add_parser("methods", help="list the distillation methods and their options")
     p.set_defaults(func=_cmd_methods)

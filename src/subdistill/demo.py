@@ -9,11 +9,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_csv, write_text
+from .config import DataConfig, DistillConfig, ModelConfig, TeacherConfig, to_dict
 from .data import Subtask, load_dataset, make_splits
 from .errors import ConfigError
 from .jobs import train_classifier
@@ -94,9 +95,14 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
 
     seed_everything(seeds[0])
     teacher = create_model("cifar_resnet", len(train_full.classes), channels, **setting.teacher_args)
+    teacher_model = ModelConfig("cifar_resnet", dict(setting.teacher_args),
+                                str(out / "teacher" / "model_best.safetensors"))
+    data = DataConfig(DATASET_NAMES[dataset], data_root, subtask=setting.subtask, rho=rho)
+    teacher_config = TeacherConfig(replace(teacher_model, weights=None), data,
+                                   schedule(setting.teacher_epochs, seeds[0]), str(out / "teacher"))
     taught = train_classifier(teacher, train_full, test_full,  # a rerun replaces the demo's runs
-                              schedule(setting.teacher_epochs, seeds[0]), run_dir=out / "teacher",
-                              overwrite=True)
+                              teacher_config.train, run_dir=teacher_config.run_dir,
+                              record=to_dict(teacher_config), overwrite=True)
     restricted = restrict_teacher(taught.student, subtask)
     teacher_params = count_parameters(teacher)
     assert taught.test_accuracy is not None, "the teacher was scored on the test split"
@@ -110,9 +116,13 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
             student = create_model("cifar_resnet", len(subtask), channels, **setting.student_args)
             splits = split_of[seed]
             run_dir = out / method / f"seed{seed}" if len(seeds) > 1 else out / method
+            record = DistillConfig(  # the run as a config: `subdistill export` rebuilds from it
+                teacher_model, ModelConfig("cifar_resnet", dict(setting.student_args)), data,
+                {"name": method}, dict(setting.pairs), schedule(setting.student_epochs, seed),
+                str(run_dir))
             result = distill(restricted, student, splits.train, splits.val, method=method,
                              pairs=setting.pairs, test=splits.test, run_dir=run_dir,
-                             config=schedule(setting.student_epochs, seed), overwrite=True)
+                             config=record.train, record=to_dict(record), overwrite=True)
             assert result.test_accuracy is not None, "the student was scored on the test split"
             scores.append(result.test_accuracy)
         rows.append(_row("student", method, count_parameters(student), scores))

@@ -60,9 +60,23 @@ def score(state: TrainingState, teacher: nn.Module | None, val: Dataset, test: D
         history=state.history, run_dir=Path(run_dir) if run_dir is not None else None)
 
 
-def summary(result: DistillResult, cfg: TrainConfig) -> dict[str, Any]:
-    """The contents of ``summary.json``: the scores, the student's size, the run's length
-    and, for a layer-wise method, its layer weights."""
+def describe_inputs(data: Dataset) -> dict[str, Any]:
+    """What a deployed student needs to know of its inputs and outputs: the class names, the
+    image shape, the normalisation (an :class:`~subdistill.data.ImageDataset`'s ``mean`` and
+    ``std``) and, for images decoded from files, the resize applied before the centre crop."""
+    base = getattr(data, "base", data)
+    found: dict[str, Any] = {"classes": list(getattr(data, "classes", []) or []),
+                             "input_shape": list(data[0][0].shape),
+                             "mean": list(getattr(data, "mean", []) or []),
+                             "std": list(getattr(data, "std", []) or [])}
+    if hasattr(base, "resize"):
+        found["resize"] = int(base.resize)
+    return {key: value for key, value in found.items() if value != []}
+
+
+def summary(result: DistillResult, cfg: TrainConfig, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The contents of ``summary.json``: the scores, the student's size, the run's length,
+    for a layer-wise method its layer weights, and the inputs (:func:`describe_inputs`)."""
     method = result.method
     return {
         "method": method.name, "best_epoch": result.best_epoch,
@@ -72,4 +86,4 @@ def summary(result: DistillResult, cfg: TrainConfig) -> dict[str, Any]:
         "student_parameters": count_parameters(result.student),
         "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in result.history),
         **({"layer_weights": method.named_weights()}
-           if isinstance(method, LayerwiseMethod) else {})}
+           if isinstance(method, LayerwiseMethod) else {}), "inputs": inputs}

@@ -38,7 +38,7 @@ from .config import TrainConfig, merge_config, resume_settings
 from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
 from .precision import to_layout
 from .run_files import RunFiles
-from .scoring import DistillResult, score, summary
+from .scoring import DistillResult, describe_inputs, score, summary
 from .setup import build_checked_method, num_classes, prepare_method
 from .state import TrainingState
 from .teacher_cache import TeacherCache
@@ -150,7 +150,8 @@ def distill(
     with files.claim(resume, overwrite) as resuming:
         checkpoint = files.read_checkpoint(flat) if resuming else None  # same settings?
         if checkpoint is None:
-            files.write_config(dict(record) if record is not None else settings)
+            files.write_config({**(record if record is not None else settings),
+                                "fingerprints": settings["fingerprints"]})
         algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir)
         teacher = teacher if algorithm.needs_teacher else None
         for model in (student, teacher):
@@ -174,7 +175,7 @@ def distill(
             _train(runner, state, files, flat, method, num_classes(train))
         state.restore_best()
         result = score(state, teacher, val, test, cfg, device, run_dir)
-        files.write_summary(summary(result, cfg))
+        files.write_summary(summary(result, cfg, describe_inputs(train)))
     return result
 
 
@@ -185,9 +186,10 @@ def run_settings(method: str, options: Mapping[str, Any] | None, pairs: Mapping[
     weights (a fingerprint, with the subtask's classes), the student's architecture and the
     training, validation and test images (fingerprints). A resumed run must match it."""
     uses_teacher = teacher is not None and method_class(method).needs_teacher
+    fingerprints = {
+        "teacher": model_fingerprint(teacher) if uses_teacher else None,  # type: ignore[arg-type]
+        "student": structure_fingerprint(student),
+        "data": {split: data_fingerprint(d) if d is not None else None
+                 for split, d in zip(("train", "val", "test"), data)}}
     return {"method": method, "options": dict(options or {}), "pairs": dict(pairs or {}),
-            "train": asdict(cfg),
-            "teacher": model_fingerprint(teacher) if uses_teacher else None,  # type: ignore[arg-type]
-            "student": structure_fingerprint(student),
-            "data": {split: data_fingerprint(d) if d is not None else None
-                     for split, d in zip(("train", "val", "test"), data)}}
+            "train": asdict(cfg), "fingerprints": fingerprints}
