@@ -424,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = launch is not None and launch.rank > 0
     logging.basicConfig(level=logging.ERROR if worker else logging.INFO,
                         format="%(levelname)s: %(message)s")
+    for chatty in ("onnxscript", "onnx_ir", "onnxruntime"):  # their optimisers' progress
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if launch is not None and launch.world_size > 1 and not getattr(args, "distributed", False):
             raise ConfigError(f"{args.command} does not run as several processes; start it "

@@ -47,3 +47,23 @@ def line_chart(path: str | Path, xs: Sequence[float], series: dict[str, Sequence
     axes.legend(fontsize=7, ncols=2)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
+
+
+def scatter_chart(path: str | Path, points: dict[str, tuple[float, float]], title: str = "",
+                  xlabel: str = "", ylabel: str = "") -> None:
+    """One labelled point per entry (x, y), log x-axis; a point called ``teacher`` is drawn as
+    a star, one called ``subdistill`` in a salient colour."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, (x, y) in points.items():
+        marker, size, colour = {"teacher": ("*", 140, "black"),
+                                "subdistill": ("o", 60, "#d62728")}.get(name, ("o", 30, "#4c72b0"))
+        axes.scatter([x], [y], marker=marker, s=size, color=colour)
+        axes.annotate(name, (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")

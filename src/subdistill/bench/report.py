@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..plots import bar_chart, line_chart
+from ..plots import bar_chart, line_chart, scatter_chart
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float], dict[str, list[float]]]:
@@ -92,16 +92,35 @@ def format_selection(selection: Sequence[Mapping[str, Any]], lambdas: Mapping[tu
     return "\n".join(lines)
 
 
+def format_deployment(deployment: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown: the teacher's and the student architecture's size and speed (one thread)."""
+    lines = ["## Deployment", "", "Measured once per architecture (every method's student "
+             "has the same): parameters, multiply-accumulates per image, weights file, CPU "
+             "latency at batch 1 (median of 50, one thread) and throughput at batch 64.", "",
+             "| model | parameters | MACs / image | file | latency ms | images/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, d in deployment.items():
+        lines.append(f"| {name} | {d['parameters']:,} | {d['macs']:,} | "
+                     f"{d['file_bytes'] / 1024:.0f} KiB | {d['latency_ms_median']:.3f} | "
+                     f"{d['images_per_s_batch64']:,.0f} |")
+    return "\n".join(lines) + "\n\n"
+
+
 def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
                  agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
-                 | None = None, selection: Sequence[Mapping[str, Any]] = ()) -> None:
+                 | None = None, selection: Sequence[Mapping[str, Any]] = (),
+                 deployment: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """Write ``summary.md`` (see :func:`format_report`, then :func:`format_selection` of the
-    ``selection`` runs), a bar chart per subtask (largest rho) and an accuracy-versus-rho plot
-    per subtask into ``out``."""
+    ``selection`` runs and, with ``deployment``, :func:`format_deployment`), a bar chart per
+    subtask (largest rho), an accuracy-versus-rho plot per subtask and, with ``deployment``,
+    an accuracy-versus-latency scatter per subtask (largest rho) into ``out``."""
     write_text(out / "summary.md",
                "# Benchmark summary\n\n" + format_report(rows, lambdas, agreement)
-               + format_selection(selection, lambdas))
+               + format_selection(selection, lambdas)
+               + (format_deployment(deployment) if deployment else ""))
     groups = aggregate(rows)
+    if deployment:
+        _latency_plots(out, rows, groups, deployment)
     for subtask in sorted({s for s, _ in groups}):
         rhos = sorted(r for s, r in groups if s == subtask)
         top = groups[(subtask, rhos[-1])]
@@ -115,3 +134,19 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
                   if all(m in groups[(subtask, r)] for r in rhos)}
         line_chart(out / f"{subtask}_rho.png", rhos, series, title=subtask,
                    xlabel="training fraction rho", ylabel="test accuracy")
+
+
+def _latency_plots(out: Path, rows: Sequence[Mapping[str, Any]],
+                   groups: Mapping[tuple[str, float], Mapping[str, list[float]]],
+                   deployment: Mapping[str, Mapping[str, float]]) -> None:
+    """Test accuracy against batch-1 latency per subtask: the teacher and every method."""
+    teacher: dict[str, Any] = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
+    for subtask in sorted({s for s, _ in groups}):
+        rho = max(r for s, r in groups if s == subtask)
+        latency = deployment["student"]["latency_ms_median"]
+        points = {m: (latency, statistics.fmean(v)) for m, v in groups[(subtask, rho)].items()}
+        if teacher.get(subtask) not in (None, ""):
+            points["teacher"] = (deployment["teacher"]["latency_ms_median"],
+                                 float(teacher[subtask]))
+        scatter_chart(out / f"{subtask}_latency.png", points, title=f"{subtask}, rho = {rho:g}",
+                      xlabel="CPU latency at batch 1 (ms, one thread)", ylabel="test accuracy")

@@ -7,13 +7,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from ..atomic import remove_stale_temporaries, write_csv, write_text
 from ..config import to_dict
 from ..errors import ConfigError
 from ..explain.agreement import bench_agreement
-from ..jobs import load_full_data, run_distill
+from ..jobs import build_teacher_student, load_full_data, load_task_data, run_distill
+from ..models import count_parameters
 from ..results import subtask_label
 from ..training.config import run_fingerprint
 from .check import check_bench
@@ -51,6 +53,39 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
             "layer_weights": json.dumps(summary.get("layer_weights", {}))}
 
 
+def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
+                       full: Any) -> dict[str, dict[str, float]]:
+    """Size and CPU speed (one thread) of the grid's teacher (restricted to ``cell``'s subtask)
+    and student architecture, the student with ``cell``'s trained weights; measured once and
+    kept in ``out/deployment.json`` for the same two models."""
+    from ..deploy.profile import multiply_accumulates, speed
+
+    stored = out / "deployment.json"
+    models = {"teacher": to_dict(config.teacher), "student": to_dict(config.student)}
+    saved = json.loads(stored.read_text()) if stored.is_file() else {}
+    if saved.get("models") == models:
+        return saved["figures"]
+
+    distill_config = cell_config(config, cell, out)
+    data = load_task_data(distill_config.data, cell.seed, full)
+    teacher, student = build_teacher_student(distill_config, data)
+    files = {"teacher": Path(config.teacher.weights or ""), "student":
+             Path(distill_config.run_dir) / "model_best.safetensors"}
+    shape = data.train_full.image_shape
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        figures = {name: {"parameters": count_parameters(model),
+                          "macs": multiply_accumulates(model.eval(), shape),
+                          "file_bytes": files[name].stat().st_size if files[name].is_file() else 0,
+                          **speed(model, shape, 50, 64)}
+                   for name, model in (("teacher", teacher), ("student", student))}
+    finally:
+        torch.set_num_threads(threads)
+    write_text(stored, json.dumps({"models": models, "figures": figures}, indent=1) + "\n")
+    return figures
+
+
 def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
     """Run the whole grid: λ selection on validation, then every final cell. Writes
     ``results.csv`` (one row per run) and the report (``summary.md``, plots; with
@@ -81,12 +116,14 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
             record(run_cell(config, cell, out, full))
     final = [r for r in rows if r["stage"] == "final"]
     chose = [r for r in rows if r["stage"] == "select"]
-    write_report(out, final, lambdas, selection=chose)  # explanations take a while
+    deployment = measure_deployment(config, final_cells(config.grid, lambdas)[0], out, full)
+    write_report(out, final, lambdas, selection=chose, deployment=deployment)  # explanations
+    # take a while: the tables come first
     if config.agreement.attributions:
         agreement = config.agreement
         columns = bench_agreement(config.teacher, config.student, config.data,
                                   config.grid.subtasks, final,
                                   attributions=agreement.attributions, images=agreement.images,
                                   rho=agreement.rho, seed=agreement.seed, out_dir=out)
-        write_report(out, final, lambdas, columns, chose)
+        write_report(out, final, lambdas, columns, chose, deployment)
     return rows
