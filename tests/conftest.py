@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import settings
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -45,3 +46,24 @@ def tiny_images() -> TensorDataset:
     x = torch.randn(40, 3, 8, 8, generator=generator)
     y = torch.randint(0, 3, (40,), generator=generator)
     return TensorDataset(x, y)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny digits run (saved random teacher, one KD epoch), made once."""
+    from subdistill.cli import main
+    from subdistill.models import create_model, save_weights
+
+    folder = tmp_path_factory.mktemp("deploy")
+    args = {"depth": 8, "widths": [8, 8, 8]}
+    weights = folder / "teacher.safetensors"
+    save_weights(create_model("cifar_resnet", 10, 1, **args), weights)
+    config = {"teacher": {"name": "cifar_resnet", "args": args, "weights": str(weights)},
+              "student": {"name": "cifar_resnet", "args": {"depth": 8, "widths": [4, 4, 8]}},
+              "data": {"dataset": "digits", "subtask": "confusable"}, "method": {"name": "kd"},
+              "train": {"epochs": 1, "batch_size": 64, "progress": False},
+              "run_dir": str(folder / "run")}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["distill", str(path)]) == 0
+    return folder / "run"

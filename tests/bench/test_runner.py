@@ -60,8 +60,11 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
     weights = [json.loads(r["layer_weights"]) for r in final if r["method"] == "subdistill"]
     assert all(set(w) == {"layer/layer3"} and w["layer/layer3"] > 0 for w in weights)
     assert "raw layer weights of the chosen run" in summary
-    for name in ("confusable_bars.png", "confusable_rho.png"):
+    for name in ("confusable_bars.png", "confusable_rho.png", "confusable_latency.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    deployment = json.loads((out / "deployment.json").read_text())["figures"]
+    assert "## Deployment" in summary
+    assert deployment["teacher"]["macs"] > deployment["student"]["macs"] > 0
     assert len(list(out.rglob("summary.json"))) == 2 + 8 - 1  # one final run reuses a selection run
     epochs = {(p.parent.parent.name, json.loads(p.read_text())["epochs"])
               for p in out.glob("final/*/*/*/*/summary.json")}

@@ -89,11 +89,12 @@ def bench_run(config_file: str, write: int | None = None, when: str = "before") 
 
 def run_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> contents), with wall-clock times dropped
-    from the metrics, summaries and ledgers and the folder's own path written ``<out>``."""
+    (seconds in metrics, summaries and ledgers; a grid's measured latencies) and the folder's
+    own path written ``<out>``."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name == "checkpoint.pt":  # its history holds wall-clock times too
-            continue
+        if path.name in ("checkpoint.pt", "deployment.json") or path.name.endswith("_latency.png"):
+            continue  # wall-clock times: the history, the measured latencies and their plots
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             data = json.dumps([_without_seconds(row) for row in rows]).encode()
@@ -104,6 +105,8 @@ def run_files(folder: Path) -> dict[str, bytes]:
         elif path.suffix == ".csv":
             with open(path, newline="") as handle:
                 data = json.dumps([_without_seconds(r) for r in csv.DictReader(handle)]).encode()
+        elif path.name == "summary.md":  # its deployment section holds measured latencies
+            data = path.read_bytes().split(b"## Deployment")[0]
         else:
             data = path.read_bytes()
         files[str(path.relative_to(folder))] = data.replace(str(folder).encode(), b"<out>")
