@@ -172,6 +172,7 @@ def _cmd_layers(args: argparse.Namespace) -> None:
 
     from .models import create_model, format_layer_table, layer_shapes
     from .models.inspect import default_input_size
+    from .models.stages import stage_outputs
     from .plugins import import_plugins
 
     import_plugins(args.imports)
@@ -188,7 +189,13 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     model = create_model(args.model, num_classes=args.num_classes,
                          in_channels=size[0] if size else 3, **kwargs)
     size = size or default_input_size(model)
-    print(format_layer_table(layer_shapes(model, torch.zeros(1, *size))))
+    example = torch.zeros(1, *size)
+    print(format_layer_table(layer_shapes(model, example)))
+    try:
+        stages = stage_outputs(model, example)
+    except SubdistillError:
+        return
+    print(f"stage outputs (what pairs: auto pairs): {', '.join(stages)}")
 
 
 def _input_size(text: str | None) -> tuple[int, ...] | None:
@@ -212,6 +219,19 @@ def _cmd_methods(args: argparse.Namespace) -> None:
         print(f"{name:<14}{cls.description}")
         for key, default in cls.hparams.items():
             print(f"{'':<16}{key} = {default!r}")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from .analysis.run import analyze, format_analysis, write_analysis
+    from .config import load_config
+
+    config = load_config(args.config, args.overrides)
+    layers = [s for s in args.layers.split(",") if s] if args.layers else None
+    analysis = analyze(config, layers, args.bases.split(","), args.images)
+    out = Path(args.out or Path(config.run_dir) / "analysis")
+    write_analysis(analysis, out)
+    print(format_analysis(analysis), end="")
+    print(f"analysis.csv, analysis.md and one plot per layer written to {out}")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -375,6 +395,18 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
                    help="model constructor argument, e.g. --arg depth=20 (repeatable)")
     _add_imports(p)
     p.set_defaults(func=_cmd_layers)
+
+    p = commands.add_parser("analyze", epilog=EPILOG, help="how many dimensions of each teacher "
+                            "layer the subtask needs: accuracy with rank-k reconstructions")
+    _add_config(p)
+    p.add_argument("--layers", default=None, help="comma-separated teacher layers (default: the "
+                   "config's pairs)")
+    p.add_argument("--bases", default="subdistill,pca,gradpca,random",
+                   help="basis methods compared (default subdistill,pca,gradpca,random)")
+    p.add_argument("--images", type=int, default=1000,
+                   help="validation images the curves are measured on (default 1000)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/analysis)")
+    p.set_defaults(func=_cmd_analyze)
 
     p = commands.add_parser("export", help="export a run's student (ONNX, TorchScript, "
                             "ExportedProgram) with its metadata and a parity check")

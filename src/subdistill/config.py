@@ -52,12 +52,15 @@ class DistillConfig:
     student: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     method: dict[str, Any] = field(default_factory=lambda: {"name": "subdistill"})
-    pairs: dict[str, str] = field(default_factory=dict)
+    pairs: Union[dict[str, str], str] = field(default_factory=dict)  # or "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/distill"
     imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if isinstance(self.pairs, str) and self.pairs != "auto":
+            raise ConfigError(f"pairs: a mapping teacher layer: student layer, or auto; got "
+                              f"{self.pairs!r}")
         if not isinstance(self.method.get("name"), str):
             raise ConfigError("method.name is required (e.g. subdistill, kd); "
                               "`subdistill methods` lists them")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .methods.subdistill import SubDistill
 from .models import count_parameters, create_model
 from .models.restricted import restrict_teacher
+from .models.stages import auto_pairs
 from .subspace import Basis
 from .training.config import TrainConfig
 from .training.run_files import RunFiles
@@ -65,6 +66,17 @@ def build_model(config: ModelConfig, num_classes: int, in_channels: int) -> nn.M
                         pretrained=config.pretrained, weights=config.weights, **config.args)
 
 
+def resolve_pairs(config: DistillConfig, teacher: nn.Module, student: nn.Module,
+                  data: TaskData) -> dict[str, str]:
+    """The config's layer pairs; ``pairs: auto`` becomes the stage pairs
+    (:func:`subdistill.models.stages.auto_pairs`) of its teacher and student."""
+    if isinstance(config.pairs, dict):
+        return config.pairs
+    pairs = auto_pairs(teacher, student, data.splits.train[0][0][None])
+    log.info("pairs: auto -> %s", ", ".join(f"{t}: {s}" for t, s in pairs.items()))
+    return pairs
+
+
 def build_teacher_student(config: DistillConfig, data: TaskData) -> tuple[nn.Module, nn.Module]:
     """The teacher (all classes, restricted to the subtask) and a fresh student (subtask classes)."""
     in_channels = data.train_full.image_shape[0]
@@ -86,9 +98,11 @@ def run_distill(config: DistillConfig, resume: bool = False,
     already loaded training and test sets)."""
     data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
+    pairs = resolve_pairs(config, teacher, student, data)
+    config = replace(config, pairs=pairs)  # recorded resolved in config.yaml
     return distill(
         teacher, student, data.splits.train, data.splits.val, test=data.splits.test,
-        method=config.method["name"], pairs=config.pairs, options=config.method_options(),
+        method=config.method["name"], pairs=pairs, options=config.method_options(),
         config=config.train, run_dir=config.run_dir, record=to_dict(config), resume=resume,
         overwrite=overwrite,
     )
@@ -99,8 +113,9 @@ def run_fit_subspaces(config: DistillConfig) -> tuple[dict[str, Basis], Path]:
     data = load_task_data(config.data, config.train.seed)
     teacher, student = build_teacher_student(config, data)
     method = setup_method(teacher, student, data.splits.train, method=config.method["name"],
-                          pairs=config.pairs, options=config.method_options(),
-                          config=config.train, run_dir=config.run_dir)
+                          pairs=resolve_pairs(config, teacher, student, data),
+                          options=config.method_options(), config=config.train,
+                          run_dir=config.run_dir)
     if not isinstance(method, SubDistill):
         raise ConfigError(f"fit-subspace needs method subdistill, not {config.method['name']!r}")
     assert method.bases_path is not None, "a run directory gives the bases a file"
@@ -115,8 +130,9 @@ def check_config(config: DistillConfig,
     files = RunFiles(config.run_dir)  # a file where the run directory should be is refused
     data = load_task_data(config.data, config.train.seed, full)
     teacher, student = build_teacher_student(config, data)
+    pairs = resolve_pairs(config, teacher, student, data)
     method = build_checked_method(teacher, student, data.splits.train,
-                                  method=config.method["name"], pairs=config.pairs,
+                                  method=config.method["name"], pairs=pairs,
                                   options=config.method_options(), device=config.train.device)
     splits = data.splits
     lines = [f"subtask {data.subtask.name}: {', '.join(data.subtask.names)}",
@@ -125,6 +141,7 @@ def check_config(config: DistillConfig,
              f"parameters: teacher {count_parameters(teacher):,}, "
              f"student {count_parameters(student):,}",
              f"method {method.name}: {method.description}",
+             *([f"pairs: auto -> {pairs}"] if config.pairs == "auto" else []),
              f"run_dir {config.run_dir}: " + ("holds an earlier run (needs --resume or "
                                               "--overwrite)" if files.holds_run() else "free")]
     for p in method.pairs:

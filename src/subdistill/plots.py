@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -65,5 +65,28 @@ def scatter_chart(path: str | Path, points: dict[str, tuple[float, float]], titl
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")
+
+
+def curve_chart(path: str | Path, series: Mapping[str, Sequence[tuple[float, float]]],
+                reference: float | None = None, title: str = "", xlabel: str = "",
+                ylabel: str = "") -> None:
+    """One line per series of (x, y) points on a log2 x-axis, and ``reference`` as a dashed
+    horizontal line; a series called ``subdistill`` is drawn in a salient colour."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, points in series.items():
+        salient = name == "subdistill"
+        axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name,
+                  color="#d62728" if salient else None, linewidth=2.2 if salient else 1.5)
+    if reference is not None:
+        axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="full teacher")
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(fontsize=7)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")

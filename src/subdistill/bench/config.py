@@ -102,7 +102,7 @@ class BenchConfig:
     student: ModelConfig
     grid: GridConfig = field(default_factory=GridConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    pairs: dict[str, str] = field(default_factory=dict)
+    pairs: Union[dict[str, str], str] = field(default_factory=dict)  # or "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
     out_dir: str = "runs/bench"
