@@ -23,7 +23,9 @@ def _config(tmp_path, pairs):
 def test_analyze_writes_curves_a_table_and_plots(tmp_path, capsys):
     path = _config(tmp_path, {"layer2": "layer2", "layer3": "layer3"})
     assert main(["analyze", str(path), "--images", "60", "--bases", "subdistill,pca"]) == 0
-    assert "| layer3 | 8 |" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "| layer3 | 8 |" in report
+    assert "Validation images: 60 (" in report and " 0," not in report  # every class sampled
     out = tmp_path / "run" / "analysis"
     with open(out / "analysis.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -33,6 +33,7 @@ class Analysis:
     reference: tuple[float, float]
     needed: dict[str, dict[str, int | None]]
     pairs: dict[str, str] = field(default_factory=dict)
+    images_per_class: dict[str, int] = field(default_factory=dict)
 
     def suggested_widths(self) -> dict[str, int]:
         """Per teacher layer, the SubDistill dimensions needed rounded up to a multiple of 8."""
@@ -45,7 +46,8 @@ def analyze(config: DistillConfig, layers: Sequence[str] | None = None,
             positions: int = 20) -> Analysis:
     """The analysis of ``config``'s teacher on its subtask: bases fitted in one streaming pass
     over the (unaugmented) training split, curves measured on up to ``images`` validation
-    images. ``layers`` default to the config's teacher layers (``pairs``, resolved if auto)."""
+    images drawn at random (seeded by ``train.seed``). ``layers`` default to the config's
+    teacher layers (``pairs``, resolved if auto)."""
     for name in bases:
         BASIS_METHODS.get(name)
     data = load_task_data(config.data, config.train.seed)
@@ -57,8 +59,9 @@ def analyze(config: DistillConfig, layers: Sequence[str] | None = None,
     with torch.random.fork_rng(devices=[]):
         stats = accumulate_statistics(teacher, loader, layers, positions=positions or None,
                                       seed=config.train.seed)
-    val = data.splits.val
-    picked = range(min(images, len(val)))
+    val = data.splits.val  # a seeded random sample: the split is ordered by class
+    order = torch.randperm(len(val), generator=torch.Generator().manual_seed(config.train.seed))
+    picked = order[:images].tolist()
     x = torch.stack([val[i][0] for i in picked])
     y = torch.tensor([val[i][1] for i in picked])
     batches = list(zip(x.split(256), y.split(256)))
@@ -73,7 +76,9 @@ def analyze(config: DistillConfig, layers: Sequence[str] | None = None,
             needed[layer][method] = dimensions_needed(curve, reference[0])
             rows += [{"layer": layer, "basis": method, "k": k, "d": basis.dim,
                       "accuracy": accuracy, "margin": margin} for k, accuracy, margin in curve]
-    return Analysis(rows, reference, needed, pairs)
+    counts = {name: int((y == label).sum()) for label, name in enumerate(val.classes)} \
+        if hasattr(val, "classes") else {}
+    return Analysis(rows, reference, needed, pairs, counts)
 
 
 def write_analysis(analysis: Analysis, out: str | Path) -> None:
@@ -97,7 +102,9 @@ def format_analysis(analysis: Analysis) -> str:
     methods = list(next(iter(analysis.needed.values())))
     accuracy, margin = analysis.reference
     dims = {row["layer"]: row["d"] for row in analysis.rows}
-    lines = [f"Full teacher on the validation images: accuracy {accuracy:.4f}, mean margin "
+    per_class = ", ".join(f"{name} {n}" for name, n in analysis.images_per_class.items())
+    lines = [f"Validation images: {sum(analysis.images_per_class.values())} ({per_class}). "
+             f"Full teacher on them: accuracy {accuracy:.4f}, mean margin "
              f"{margin:.3f}. Dimensions needed: the smallest k at which the teacher, with the "
              "layer replaced by its rank-k reconstruction, is within 1 point of that accuracy.",
              "", "| teacher layer | d | " + " | ".join(methods) + " | suggested width |",
