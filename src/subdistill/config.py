@@ -83,6 +83,14 @@ class TeacherConfig:
 
 
 def _type_name(tp: Any) -> str:
+    """A reader's name of an annotation: ``a mapping or str``, ``a list``, ``int``, ..."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(option) for option in typing.get_args(tp))
+    if origin in (dict, Mapping):
+        return "a mapping"
+    if origin in (list, Sequence):
+        return "a list"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
