@@ -46,6 +46,10 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
     select = [r for r in rows if r["stage"] == "select"]
     final = [r for r in rows if r["stage"] == "final"]
     assert len(select) == 2 and len(final) == 2 * 2 * 2
+    # the λ candidates and the final runs of one (subtask, rho, seed) share one basis fit
+    shared = sorted(p.relative_to(out) for p in out.rglob("bases.safetensors"))
+    assert all(p.parts[0] == "bases" for p in shared) and len(shared) == len(
+        {(r["subtask"], r["rho"], r["seed"]) for r in rows if r["method"] == "subdistill"})
     assert {r["lambda"] for r in final if r["method"] == "kd"} == {""}
     chosen = {r["lambda"] for r in final if r["method"] == "subdistill"}
     assert len(chosen) == 1

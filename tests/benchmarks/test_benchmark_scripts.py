@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import lambda_sweep  # noqa: E402
 import step_time  # noqa: E402
+import student_throughput  # noqa: E402
 import subspace_fit  # noqa: E402
 import teacher_cache  # noqa: E402
 
@@ -156,3 +157,16 @@ def test_rescaled_teacher_predicts_the_same():
         model.layer2.register_forward_hook(lambda m, a, o, n=name: maps.__setitem__(n, o))
         model(x)
     torch.testing.assert_close(maps["scaled"], 100 * maps["plain"], rtol=1e-4, atol=1e-4)
+
+
+def test_student_throughput_measures_flops_and_speed():
+    import torch
+
+    from subdistill.models import create_model
+
+    model = create_model("cifar_resnet", 4, 1, depth=8, widths=[4, 4, 8]).train()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,))
+    assert student_throughput.step_flops(model, x, y) > 0
+    assert all(p.grad is None for p in model.parameters())  # the count leaves no gradients
+    assert student_throughput.images_per_second(model, x, y, "bf16", True, steps=1) > 0
+    assert student_throughput.peak_gflops(torch.float32, n=64, repeats=1) > 0

@@ -94,12 +94,24 @@ def same_run(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
     return None
 
 
+def shared_bases(cell: Cell, out: Path) -> Path:
+    """Where the cells of one (subtask, rho, seed) keep the bases they share: the training
+    split, the teacher and the pairs are the same, so every λ candidate and the final run of
+    a method with a basis read one fit (its metadata is checked on every read)."""
+    return (out / "bases" / subtask_label(cell.subtask) / f"rho{cell.rho:g}" / f"seed{cell.seed}"
+            / "bases.safetensors")
+
+
 def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
-    """The distillation config of one cell."""
+    """The distillation config of one cell (a method with a basis reads the shared one,
+    unless the grid's options name a ``bases_file``)."""
+    options = cell.options(config.grid)
+    if "bases_file" in method_class(cell.method).hparams and not options.get("bases_file"):
+        options["bases_file"] = str(shared_bases(cell, out))
     return DistillConfig(
         teacher=config.teacher, student=config.student,
         data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
-        method={"name": cell.method, **cell.options(config.grid)}, pairs=config.pairs,
+        method={"name": cell.method, **options}, pairs=config.pairs,
         train=replace(config.train, seed=cell.seed,
                       epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
         run_dir=str(out / cell.path), imports=config.imports)

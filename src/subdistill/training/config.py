@@ -112,12 +112,15 @@ def resume_settings(settings: Mapping[str, Any]) -> dict[str, str]:
     """The settings of a run (with a ``train`` mapping) that must not change when it is
     resumed, flattened to ``section.key -> JSON value``: training options that may change
     (:data:`RESUMABLE_CHANGES`) and options at their default value (an empty ``imports`` list
-    too) are left out, so options added to a later version keep old runs resumable."""
+    too) and the locations of basis files are left out, so options added to a later version
+    keep old runs resumable and a moved basis file does not block a resume."""
     defaults = asdict(TrainConfig())
     train = {k: v for k, v in settings["train"].items()
              if k not in RESUMABLE_CHANGES and (k not in defaults or defaults[k] != v)}
     kept = {k: v for k, v in settings.items() if not (k == "imports" and not v)}
-    return _flatten({**kept, "train": train})
+    flat = _flatten({**kept, "train": train})
+    # where a basis file lies is not a setting (its contents are checked on every read)
+    return {k: v for k, v in flat.items() if not k.endswith("bases_file")}
 
 
 def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
