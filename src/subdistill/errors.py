@@ -39,6 +39,13 @@ class NonFiniteError(SubdistillError):
     """An activation, gradient or loss became NaN or infinite."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message, or its type's name (for one-line errors
+    that quote a library's complaint)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """A ' Did you mean ...?' hint naming the closest candidates, or '' when none is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..atomic import atomic_path, write_text
-from ..errors import SubdistillError
+from ..errors import SubdistillError, first_line
 from .expert import ExpertSpec, build_expert, load_spec, sample_images
 
 log = logging.getLogger(__name__)
@@ -116,15 +116,15 @@ def _write_onnx(model: nn.Module, example: Tensor, path: Path, metadata: dict[st
         exporter = "torch.onnx (dynamo)"
     except Exception as err:  # noqa: BLE001 - any failure of the new exporter: the old one
         log.warning("the torch.export-based ONNX exporter failed (%s: %s); using the "
-                    "TorchScript-based one", type(err).__name__, str(err).splitlines()[0])
+                    "TorchScript-based one", type(err).__name__, first_line(err))
         try:
             torch.onnx.export(model, (example,), str(path), dynamo=False,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
         except Exception as second:  # noqa: BLE001
             raise ExportError(f"neither ONNX exporter of torch handles this model (dynamo: "
-                              f"{type(err).__name__}: {str(err).splitlines()[0]}; TorchScript: "
-                              f"{type(second).__name__}: {str(second).splitlines()[0]})") from None
+                              f"{type(err).__name__}: {first_line(err)}; TorchScript: "
+                              f"{type(second).__name__}: {first_line(second)})") from None
         exporter = "torch.onnx (TorchScript)"
     proto = onnx.load(str(path))
     for key, value in metadata.items():

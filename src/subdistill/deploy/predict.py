@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms import functional as TF
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .expert import build_expert, load_spec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -94,8 +94,7 @@ def predict(predictor: Predictor, files: Iterable[Path], k: int = 3,
         try:
             batch.append((file, predictor.load(file)))
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            errors.append(f"{file}: cannot read it as an image ({reason})")
+            errors.append(f"{file}: cannot read it as an image ({first_line(err)})")
         if len(batch) == batch_size:
             flush()
     flush()

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..modes import eval_mode
 
-__all__ = ["LayerInfo", "format_layer_table", "layer_shapes"]
+__all__ = ["FORWARD_ERRORS", "LayerInfo", "format_layer_table", "layer_shapes"]
+
+FORWARD_ERRORS = (RuntimeError, ValueError, AssertionError, TypeError, IndexError)
+"""What a model's forward raises on an input it cannot take (wrong channels, size, ...)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,11 @@ def layer_shapes(model: nn.Module, example: Tensor) -> list[LayerInfo]:
                 handles.append(module.register_forward_hook(lambda m, a, o, p=path: hook(p, o)))
         with eval_mode(model), torch.no_grad():
             model(example)
-    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as err:
+    except FORWARD_ERRORS as err:
         size = "x".join(map(str, example.shape[1:]))
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"the {type(model).__name__} cannot run on a {size} input ({reason}); "
-                         "give the input size it expects, e.g. 3,224,224") from None
+        raise ModelError(f"the {type(model).__name__} cannot run on a {size} input "
+                         f"({first_line(err)}); give the input size it expects, e.g. "
+                         "3,224,224") from None
     finally:
         for handle in handles:
             handle.remove()

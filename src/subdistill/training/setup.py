@@ -12,9 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import all_reduce_sum, is_main, local_device, rank, shard, world_size
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
 from ..fingerprint import data_fingerprint
 from ..methods import DistillMethod, PrepareContext, build_method, method_class
+from ..models.inspect import FORWARD_ERRORS
 from ..modes import eval_mode
 from .config import TrainConfig
 from .pairs import probe_pairs
@@ -38,10 +39,10 @@ def check_outputs(teacher: nn.Module | None, student: nn.Module, example: torch.
         try:
             with eval_mode(model), torch.no_grad():
                 width = model(example).shape[-1]
-        except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except FORWARD_ERRORS as err:
             raise ModelError(f"the {role} cannot run on the data's "
-                             f"{'x'.join(map(str, example.shape[1:]))} images ({reason})") from None
+                             f"{'x'.join(map(str, example.shape[1:]))} images "
+                             f"({first_line(err)})") from None
         if width != classes:
             hint = (" Restrict the teacher to the subtask (pass subtask= or use "
                     "restrict_teacher)." if role == "teacher" else "")
@@ -94,9 +95,12 @@ def setup_method(
 
 
 def prepare_method(algorithm: DistillMethod, teacher: nn.Module | None, train: Dataset,
-                   cfg: TrainConfig, run_dir: str | Path | None = None) -> DistillMethod:
+                   cfg: TrainConfig, run_dir: str | Path | None = None,
+                   train_fingerprint: str | None = None) -> DistillMethod:
     """Prepare a built method (e.g. fit SubDistill's subspaces on the unaugmented ``train``
-    data, or load them from ``run_dir``; in a process group each process takes its share)."""
+    data, or load them from ``run_dir``; in a process group each process takes its share).
+    ``train_fingerprint``: :func:`~subdistill.fingerprint.data_fingerprint` of ``train``, when
+    the caller has it already."""
     device = local_device(cfg.device)
     share = shard(train)
     _check_every_process_has_images(len(share), len(train), device)  # type: ignore[arg-type]
@@ -105,7 +109,7 @@ def prepare_method(algorithm: DistillMethod, teacher: nn.Module | None, train: D
     teacher = teacher if algorithm.needs_teacher else None
     algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir,
                                      cfg.progress and is_main(), (rank(), world_size()),
-                                     data=data_fingerprint(train)))
+                                     data=train_fingerprint or data_fingerprint(train)))
     return algorithm.to(device)
 
 

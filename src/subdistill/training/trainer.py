@@ -152,7 +152,8 @@ def distill(
         if checkpoint is None:
             files.write_config({**(record if record is not None else settings),
                                 "fingerprints": settings["fingerprints"]})
-        algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir)
+        algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir,
+                                   settings["fingerprints"]["data"]["train"])
         teacher = teacher if algorithm.needs_teacher else None
         for model in (student, teacher):
             if model is not None:
