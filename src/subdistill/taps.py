@@ -51,13 +51,17 @@ class LayerTaps:
 
     ``taps.outputs[path]`` holds the latest output. With ``clone=True`` the downstream network
     receives a copy, so in-place operations after the layer cannot alter (or break autograd on)
-    the captured tensor; gradients still flow through the copy.
+    the captured tensor; gradients still flow through the copy. With ``grad_leaves=True`` a
+    captured output outside the autograd graph (a frozen model's, on inputs without gradients)
+    becomes a leaf that requires one: gradients with respect to the tapped outputs are then
+    computed by a backward pass that stops at the first tapped layer.
     """
 
-    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = True):
+    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = True,
+                 grad_leaves: bool = False):
         self.model = model
         self.paths = list(dict.fromkeys(paths))
-        self.clone = clone
+        self.clone, self.grad_leaves = clone, grad_leaves
         self.outputs: dict[str, Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -89,6 +93,8 @@ class LayerTaps:
                     f"layer {path!r} returns {type(output).__name__}, not a tensor; "
                     "tap a layer whose output is a tensor"
                 )
+            if self.grad_leaves and not tensor.requires_grad and torch.is_grad_enabled():
+                tensor.requires_grad_(True)
             self.outputs[path] = tensor
             if self.clone and tensor is output:
                 return tensor.clone()

@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import lambda_sweep  # noqa: E402
+import pretraining  # noqa: E402
 import step_time  # noqa: E402
 import student_throughput  # noqa: E402
 import subspace_fit  # noqa: E402
@@ -115,6 +116,22 @@ def test_teacher_cache_benchmark_compares_live_and_cached_epochs(tmp_path):
         assert len(row["live_epochs_s"]) == len(row["cached_epochs_s"]) == 2
         assert row["speedup"] == pytest.approx(row["live_epoch_s"] / row["cached_epoch_s"])
     assert "| subdistill |" in teacher_cache.format_table(saved)
+
+
+@pytest.mark.parametrize("teacher", sorted(pretraining.TEACHERS))
+def test_pretraining_benchmark_times_every_approach(tmp_path, teacher):
+    out = tmp_path / "pretraining.json"
+    pretraining.main(teacher=teacher, images=24, repeats=2, batch_size=16, threads=1, out=out,
+                     verbose=False)
+    saved = json.loads(out.read_text())
+    assert MACHINE_FIELDS <= set(saved["machine"])
+    assert [row["approach"] for row in saved["summary"]] == list(pretraining.APPROACHES)
+    assert all(len(runs) == 2 for runs in saved["timings"].values())
+    cache = saved["summary"][0]
+    assert cache["cpu_vs_cache"] == 1.0
+    for row in saved["summary"]:
+        assert row["cpu_vs_cache"] == pytest.approx(row["cpu_s"] / cache["cpu_s"])
+    assert "| one_pass |" in pretraining.format_table(saved)
 
 
 def test_lambda_sweep_ledger_table_and_resume(tmp_path):

@@ -88,5 +88,5 @@ def test_non_finite_activations_name_the_layer_and_batch(tiny_cnn, tiny_images):
     x = tiny_images.tensors[0].clone()
     x[25] = float("nan")
     loader = DataLoader(torch.utils.data.TensorDataset(x, tiny_images.tensors[1]), batch_size=10)
-    with pytest.raises(NonFiniteError, match="activations at teacher layer 'stage1' in batch 3"):
+    with pytest.raises(NonFiniteError, match="activations or gradients at teacher layer .stage1. in batch 3"):
         fit_subspaces(tiny_cnn, loader, ["stage1"])

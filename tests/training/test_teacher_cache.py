@@ -159,3 +159,52 @@ def test_epoch_visits_every_image_once_as_one_of_its_copies(tmp_path):
 def test_augmentation_without_copies_is_refused():
     with pytest.raises(ConfigError, match="cache_copies"):
         TrainConfig(teacher_cache="cache", augment="crop")
+
+
+
+def _bases_tensors(path):
+    from safetensors.torch import load_file
+    return load_file(path)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_teacher_pass_builds_the_cache_and_fits_the_bases(tmp_path, monkeypatch, precision):
+    # with a cache to build, the cache's forward over the original images feeds the fit, which
+    # then makes no pass of its own; the bases equal those of a run without a cache
+    settings = dict(method="subdistill", pairs=PAIRS, epochs=1, batch_size=8, eval_batch_size=16,
+                    progress=False, precision=precision, augment="crop-flip", cache_copies=2)
+    teacher, student = _models()
+    alone = distill(teacher, student, _data(), _data(24, 1), run_dir=tmp_path / "alone",
+                    **settings)
+    from subdistill.subspace.fit import SubspaceStatistics
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the fit made a teacher pass of its own")
+
+    monkeypatch.setattr(SubspaceStatistics, "feed", fail)
+    teacher, student = _models()
+    joint = distill(teacher, student, _data(), _data(24, 1), run_dir=tmp_path / "joint",
+                    teacher_cache=str(tmp_path / "cache"), **settings)
+    a, b = (_bases_tensors(tmp_path / run / "bases.safetensors") for run in ("alone", "joint"))
+    assert a.keys() == b.keys() and a
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-6, atol=1e-9, msg=key)
+    assert joint.history and alone.history
+
+
+def test_a_cache_on_disk_leaves_the_fit_its_own_pass(tmp_path):
+    teacher, _ = _models()
+    TeacherCache.build(tmp_path, teacher, _data(), list(PAIRS), batch_size=16)
+    from subdistill.subspace.fit import SubspaceStatistics, fit_subspaces, solve_bases
+    stats = SubspaceStatistics(list(PAIRS), positions=None)
+    again = TeacherCache.build(tmp_path, teacher, _data(), list(PAIRS), batch_size=16,
+                               statistics=stats)
+    assert not again.fed_statistics and not stats.entries
+    fresh = TeacherCache.build(tmp_path / "new", teacher, _data(), list(PAIRS), batch_size=16,
+                               statistics=stats)
+    assert fresh.fed_statistics
+    fed = solve_bases(stats.result(), {k: 2 for k in PAIRS})
+    loader = torch.utils.data.DataLoader(_data(), batch_size=16)
+    own = fit_subspaces(teacher, loader, {k: 2 for k in PAIRS}, positions=None)
+    for layer in PAIRS:
+        torch.testing.assert_close(fed[layer].U, own[layer].U, rtol=1e-6, atol=1e-9)

@@ -8,7 +8,7 @@ it) and turns one step's outputs into a dict of named, already weighted loss ter
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,6 +74,13 @@ class PrepareContext:
     progress: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world size): fit_loader yields images rank::world
     data: str = ""  # fingerprint of the images fit_loader covers (all processes' shares)
+    precision: str = "fp32"  # the teacher's forward in a fit: "fp32" or "bf16" autocast
+    channels_last: bool = False
+    # the run's own pass of the teacher over the unaugmented training images (building the
+    # teacher-output cache), offered to a fit: teacher_pass(stats) feeds the
+    # SubspaceStatistics ``stats`` from that pass and returns True, or returns False when the
+    # run has no such pass left to make (the fit then makes its own pass over fit_loader)
+    teacher_pass: Callable[[Any], bool] | None = None
 
 
 class DistillMethod(nn.Module):

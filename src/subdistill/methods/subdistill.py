@@ -17,7 +17,7 @@ from ..fingerprint import model_fingerprint
 from ..losses import subspace_loss
 from ..models.restricted import RestrictedTeacher
 from ..subspace.basis import BASIS_METHODS, Basis, check_k
-from ..subspace.fit import fit_subspaces
+from ..subspace.fit import SubspaceStatistics, solve_bases
 from ..subspace.io import load_bases, save_bases
 from ..taps import align
 from .base import PrepareContext, register_method
@@ -186,6 +186,7 @@ class SubDistill(LayerwiseMethod):
             "positions": str(positions),
             "seed": str(context.seed),
             "data": context.data,
+            **({"precision": context.precision} if context.precision != "fp32" else {}),
         }
         if isinstance(context.teacher, RestrictedTeacher):
             expected["subtask"] = ",".join(str(c) for c in context.teacher.indices.tolist())
@@ -194,15 +195,18 @@ class SubDistill(LayerwiseMethod):
         self.bases_path = Path(path) if path else None
         if path and Path(path).is_file():
             return check_informative(load_bases(path, expected))
+        ks = {p.teacher: p.student_channels for p in self.pairs}
         devices = [context.device] if torch.device(context.device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # fitted or loaded: the same run after
-            bases = fit_subspaces(
-                context.teacher, context.fit_loader,
-                {p.teacher: p.student_channels for p in self.pairs},
-                method=self.options["basis"], positions=positions if positions > 0 else None,
-                seed=context.seed, compared_sizes={p.teacher: p.compared_size for p in self.pairs},
-                device=context.device, progress=context.progress, shard=context.shard,
-            )
+            stats = SubspaceStatistics(
+                ks, positions=positions if positions > 0 else None, seed=context.seed,
+                compared_sizes={p.teacher: p.compared_size for p in self.pairs},
+                device=context.device, shard=context.shard)
+            if context.teacher_pass is None or not context.teacher_pass(stats):
+                stats.feed(context.teacher, context.fit_loader, device=context.device,
+                           precision=context.precision, channels_last=context.channels_last,
+                           progress=context.progress)
+            bases = solve_bases(stats.result(), ks, self.options["basis"], context.seed)
         check_informative(bases)
         if path and is_main():
             save_bases(path, bases, expected)

@@ -1,7 +1,9 @@
-"""Model zoo: CIFAR ResNets, a MobileNet-like student, torchvision and timm models by name."""
+"""Model zoo: CIFAR ResNets, a fast-training VGG-style CNN, a MobileNet-like student,
+torchvision and timm models by name."""
 
 from subdistill.models import timm_models, torchvision_models  # noqa: F401  (register models)
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet, cifar_resnet
+from subdistill.models.fast_cnn import FastCNN, fast_cnn
 from subdistill.models.inspect import LayerInfo, format_layer_table, layer_shapes
 from subdistill.models.mobile import InvertedResidual, MobileStudent, mobile_student
 from subdistill.models.registry import (
@@ -20,12 +22,14 @@ from subdistill.models.restricted import RestrictedTeacher, restrict_teacher
 __all__ = [
     "BasicBlock",
     "CifarResNet",
+    "FastCNN",
     "InvertedResidual",
     "LayerInfo",
     "MobileStudent",
     "RestrictedTeacher",
     "ModelFactory",
     "cifar_resnet",
+    "fast_cnn",
     "count_parameters",
     "create_model",
     "format_layer_table",

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..distributed import all_reduce_sum
 from ..errors import BasisError, NonFiniteError
 from ..modes import frozen
+from ..precision import autocast, to_layout
 from ..taps import LayerTaps, as_grid, flatten_positions
 from .basis import Basis, basis_from_moments
 from .moments import MomentAccumulator
@@ -82,6 +83,74 @@ def _sample_positions(vectors: Tensor, count: int | None, image_ids: Tensor, key
     return vectors.gather(1, index).reshape(b * count, d)
 
 
+class SubspaceStatistics:
+    """The streaming sums of a subspace fit, fed one batch of teacher outputs at a time
+    (by :func:`accumulate_statistics`, or by the pass that builds the teacher-output cache).
+
+    Per image, ``positions`` random spatial positions (or tokens; ``None`` = all) give pairs
+    (a, ∂f/∂a) with f the teacher's logit margin; they are drawn from the seed, the layer and
+    the image's index. ``compared_sizes[layer]`` is the spatial size the loss pools the teacher
+    map to, if smaller. ``shard = (rank, world_size)``: the batches hold images rank,
+    rank + world_size, ... of the fit set, in order; with world_size > 1 :meth:`result` adds the
+    sums over the process group. Memory is independent of the number of images.
+    """
+
+    def __init__(self, layers: Iterable[str], *, positions: int | None = 20, seed: int = 0,
+                 compared_sizes: Mapping[str, tuple[int, int]] | None = None,
+                 prefix_tokens: Mapping[str, int] | None = None,
+                 device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)) -> None:
+        self.layers = list(dict.fromkeys(layers))
+        self.positions, self.device, self.shard = positions, device, shard
+        self.compared_sizes = dict(compared_sizes or {})
+        self.prefix_tokens = dict(prefix_tokens or {})
+        self.keys = {layer: _position_key(seed, layer) for layer in self.layers}
+        self.entries: dict[str, LayerStatistics] = {}
+        self.seen = self.batches = 0
+
+    def add(self, logits: Tensor, outputs: Mapping[str, Tensor]) -> None:
+        """Add one batch: the teacher's ``logits`` and its tapped ``outputs``, still in the
+        autograd graph that led to the logits (see ``LayerTaps(grad_leaves=True)``)."""
+        first, stride = self.shard
+        image_ids = first + stride * torch.arange(self.seen, self.seen + len(logits))
+        self.seen += len(logits)
+        acts = [outputs[layer] for layer in self.layers]
+        grads = torch.autograd.grad(logit_margin(logits.float()).sum(), acts, allow_unused=True)
+        for layer, act, grad in zip(self.layers, acts, grads):
+            if grad is None:
+                raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
+            a_grid = as_grid(act.detach().float(), self.prefix_tokens.get(layer))
+            c_grid = as_grid(grad.float(), self.prefix_tokens.get(layer))
+            if layer not in self.entries:
+                self.entries[layer] = _new_statistics(a_grid, self.compared_sizes.get(layer),
+                                                      self.device)
+            _update(self.entries[layer], a_grid, c_grid, self.positions, image_ids,
+                    self.keys[layer], (layer, self.batches))
+        self.batches += 1
+
+    def result(self) -> dict[str, LayerStatistics]:
+        """Every layer's sums (added over the process group when sharded)."""
+        if not self.entries:
+            raise BasisError("the data loader yielded no batches; cannot fit subspaces")
+        if self.shard[1] > 1:
+            _all_reduce(self.entries[layer] for layer in self.layers)
+        return self.entries
+
+    def feed(self, teacher: nn.Module, loader: Iterable, *, device: torch.device | str = "cpu",
+             precision: str = "fp32", channels_last: bool = False,
+             progress: bool = False) -> None:
+        """One pass of the frozen teacher over ``loader`` (batches ``(x, y)`` or ``x``):
+        forward under ``precision`` (the sums are float64 whatever it is), backward from the
+        logit margin down to the shallowest tapped layer only."""
+        with frozen(teacher), LayerTaps(teacher, self.layers, grad_leaves=True) as taps:
+            to_layout(teacher, channels_last)
+            for batch in tqdm(loader, desc="fitting subspaces", disable=not progress,
+                              leave=False):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                with autocast(device, precision):
+                    logits = teacher(to_layout(x.to(device), channels_last))
+                self.add(logits, taps.outputs)
+
+
 def accumulate_statistics(
     teacher: nn.Module,
     loader: Iterable,
@@ -94,71 +163,42 @@ def accumulate_statistics(
     device: torch.device | str = "cpu",
     progress: bool = False,
     shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, LayerStatistics]:
-    """One pass of the frozen teacher over ``loader`` accumulating every layer's moments.
-
-    Per image, ``positions`` random spatial positions (or tokens; ``None`` = all) give pairs
-    (a, ∂f/∂a) with f the teacher's logit margin; they are drawn from the seed, the layer and
-    the image's index. ``compared_sizes[layer]`` is the spatial size the loss pools the teacher
-    map to, if smaller. Memory is independent of the dataset size.
-
-    ``shard = (rank, world_size)``: ``loader`` yields images rank, rank + world_size, ... of the
-    fit set, in order; with world_size > 1 the sums are then added over the process group, so
-    every process gets the statistics one process would get from the whole set.
-    """
-    layers = list(dict.fromkeys(layers))
-    compared_sizes = dict(compared_sizes or {})
-    prefix_tokens = dict(prefix_tokens or {})
-    keys = {layer: _position_key(seed, layer) for layer in layers}
-    first, stride = shard
-    seen = 0
-    stats: dict[str, LayerStatistics] = {}
-    with frozen(teacher), LayerTaps(teacher, layers) as taps:
-        batches = tqdm(loader, desc="fitting subspaces", disable=not progress, leave=False)
-        for index, batch in enumerate(batches):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            x = x.to(device).requires_grad_(True)
-            image_ids = first + stride * torch.arange(seen, seen + len(x))
-            seen += len(x)
-            margin = logit_margin(teacher(x)).sum()
-            outputs = [taps.outputs[layer] for layer in layers]
-            grads = torch.autograd.grad(margin, outputs, allow_unused=True)
-            for layer, act, grad in zip(layers, outputs, grads):
-                _check_finite(layer, act, grad, index)
-                a_grid = as_grid(act.detach(), prefix_tokens.get(layer))
-                c_grid = as_grid(grad, prefix_tokens.get(layer))
-                if layer not in stats:
-                    stats[layer] = _new_statistics(a_grid, compared_sizes.get(layer), device)
-                _update(stats[layer], a_grid, c_grid, positions, image_ids, keys[layer])
-    if not stats:
-        raise BasisError("the data loader yielded no batches; cannot fit subspaces")
-    if stride > 1:
-        _all_reduce(stats[layer] for layer in layers)
-    return stats
-
-
-def _check_finite(layer: str, act: Tensor, grad: Tensor | None, batch: int) -> None:
-    """The layer reaches the logits and its activations and gradients are finite."""
-    if grad is None:
-        raise BasisError(f"the teacher's logits do not depend on layer {layer!r}")
-    for what, value in (("activations", act), ("gradients", grad)):
-        if not torch.isfinite(value).all():
-            raise NonFiniteError(f"non-finite {what} at teacher layer {layer!r} in batch "
-                                 f"{batch + 1} of the subspace fit; check the input data and "
-                                 "the teacher's weights")
+    """Every layer's moments from one pass of the frozen teacher over ``loader``
+    (:class:`SubspaceStatistics`, :meth:`SubspaceStatistics.feed`)."""
+    stats = SubspaceStatistics(layers, positions=positions, seed=seed,
+                               compared_sizes=compared_sizes, prefix_tokens=prefix_tokens,
+                               device=device, shard=shard)
+    stats.feed(teacher, loader, device=device, precision=precision,
+               channels_last=channels_last, progress=progress)
+    return stats.result()
 
 
 def _update(entry: LayerStatistics, a_grid: Tensor, c_grid: Tensor, positions: int | None,
-            image_ids: Tensor, key: int) -> None:
+            image_ids: Tensor, key: int, where: tuple[str, int]) -> None:
     """Add one batch's (activation, gradient) pairs at ``positions`` sampled positions (drawn
-    from ``key`` and the images' ids), and its pooled activations."""
+    from ``key`` and the images' ids), and its pooled activations; ``where``: (layer, 0-based
+    batch) for the error on a non-finite value."""
     d = a_grid.shape[1]
     both = torch.cat([flatten_positions(a_grid), flatten_positions(c_grid)], dim=-1)
     sampled = _sample_positions(both, positions, image_ids, key)
+    pooled = (None if entry.compared is None else
+              flatten_positions(F.adaptive_avg_pool2d(a_grid, entry.compared_size)).reshape(-1, d))
+    _check_finite(sampled, pooled, where)
     entry.pairs.update(sampled[:, :d], sampled[:, d:])
-    if entry.compared is not None:
-        pooled = F.adaptive_avg_pool2d(a_grid, entry.compared_size)
-        entry.compared.update(flatten_positions(pooled).reshape(-1, d))
+    if entry.compared is not None and pooled is not None:
+        entry.compared.update(pooled)
+
+
+def _check_finite(sampled: Tensor, pooled: Tensor | None, where: tuple[str, int]) -> None:
+    """What enters the sums (the sampled pairs, the pooled map) is finite."""
+    if not (torch.isfinite(sampled).all() and (pooled is None or torch.isfinite(pooled).all())):
+        layer, batch = where
+        raise NonFiniteError(f"non-finite activations or gradients at teacher layer {layer!r} "
+                             f"in batch {batch + 1} of the subspace fit; check the input data "
+                             "and the teacher's weights")
 
 
 def _all_reduce(stats: Iterable[LayerStatistics]) -> None:
@@ -193,19 +233,29 @@ def fit_subspaces(
     device: torch.device | str = "cpu",
     progress: bool = False,
     shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, Basis]:
     """Relevant subspace of each teacher layer from one streaming pass over ``loader``.
 
     ``teacher`` must output the subtask's logits (see :func:`subdistill.restrict_teacher`);
     ``loader`` yields unaugmented batches ``(x, y)`` or ``x``. ``layers`` is a list of module
     paths, or a mapping path -> k (the paired student layer's width; None keeps all d).
-    ``shard``: see :func:`accumulate_statistics`; every process solves for the same bases.
+    ``shard``: see :class:`SubspaceStatistics`; every process solves for the same bases.
+    ``precision``/``channels_last``: the teacher's forward (see :func:`accumulate_statistics`).
     """
     ks = dict(layers) if isinstance(layers, Mapping) else dict.fromkeys(layers)
     stats = accumulate_statistics(
         teacher, loader, ks, positions=positions, seed=seed, compared_sizes=compared_sizes,
         prefix_tokens=prefix_tokens, device=device, progress=progress, shard=shard,
+        precision=precision, channels_last=channels_last,
     )
+    return solve_bases(stats, ks, method, seed)
+
+
+def solve_bases(stats: Mapping[str, LayerStatistics], ks: Mapping[str, int | None],
+                method: str = "subdistill", seed: int = 0) -> dict[str, Basis]:
+    """Each layer's basis from its accumulated statistics (``ks``: layer -> k, None keeps d)."""
     bases = {}
     for layer, entry in stats.items():
         try:

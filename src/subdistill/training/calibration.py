@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..methods.layerwise import LayerwiseMethod
-from .precision import to_layout
+from ..precision import to_layout
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from ..data.augment import Augment
 from ..distributed import all_reduce_sum, broadcast_buffers, is_distributed, rank, world_size
 from ..errors import NonFiniteError
 from ..methods import DistillMethod, StepOutputs
+from ..precision import autocast, to_layout
 from ..taps import LayerTaps, as_grid
 from .config import TrainConfig, validation_epochs
 from .evaluate import accuracy
-from .precision import autocast, to_layout
 from .state import TrainingState
 from .teacher_cache import TeacherCache
 

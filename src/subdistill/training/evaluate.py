@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import all_reduce_sum, shard
 from ..modes import eval_mode
-from .precision import autocast
+from ..precision import autocast
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@ prepare the method."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +96,13 @@ def setup_method(
 
 def prepare_method(algorithm: DistillMethod, teacher: nn.Module | None, train: Dataset,
                    cfg: TrainConfig, run_dir: str | Path | None = None,
-                   train_fingerprint: str | None = None) -> DistillMethod:
+                   train_fingerprint: str | None = None,
+                   teacher_pass: Callable[[Any], bool] | None = None) -> DistillMethod:
     """Prepare a built method (e.g. fit SubDistill's subspaces on the unaugmented ``train``
     data, or load them from ``run_dir``; in a process group each process takes its share).
     ``train_fingerprint``: :func:`~subdistill.fingerprint.data_fingerprint` of ``train``, when
-    the caller has it already."""
+    the caller has it already; ``teacher_pass``: the run's own teacher pass offered to a fit
+    (:class:`~subdistill.methods.PrepareContext`)."""
     device = local_device(cfg.device)
     share = shard(train)
     _check_every_process_has_images(len(share), len(train), device)  # type: ignore[arg-type]
@@ -109,7 +111,9 @@ def prepare_method(algorithm: DistillMethod, teacher: nn.Module | None, train: D
     teacher = teacher if algorithm.needs_teacher else None
     algorithm.prepare(PrepareContext(teacher, fit_loader, device, cfg.seed, run_dir,
                                      cfg.progress and is_main(), (rank(), world_size()),
-                                     data=train_fingerprint or data_fingerprint(train)))
+                                     data=train_fingerprint or data_fingerprint(train),
+                                     precision=cfg.precision, channels_last=cfg.channels_last,
+                                     teacher_pass=teacher_pass))
     return algorithm.to(device)
 
 

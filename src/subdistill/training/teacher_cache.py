@@ -32,9 +32,10 @@ from ..data.augment import Augment
 from ..distributed import even_shard, is_main
 from ..fingerprint import model_fingerprint
 from ..modes import frozen
+from ..precision import autocast, to_layout
+from ..subspace.fit import SubspaceStatistics
 from ..taps import LayerTaps, as_grid
 from .evaluate import accuracy
-from .precision import autocast, to_layout
 
 META = "meta.json"
 
@@ -107,6 +108,7 @@ class TeacherCache:
         self.logits = np.load(folder / "logits.npy", mmap_mode="r")
         self.features = {layer: np.load(folder / f"layer{i}.npy", mmap_mode="r")
                          for i, layer in enumerate(self.layers)}
+        self.fed_statistics = False  # whether building it fed a subspace fit (see build)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -116,8 +118,13 @@ class TeacherCache:
               *, copies: int = 1, augment: Augment | None = None, augment_name: str = "none",
               seed: int = 0, precision: str = "fp32", channels_last: bool = False,
               batch_size: int = 256, device: torch.device | str = "cpu",
-              progress: bool = False) -> TeacherCache:
-        """The cache of ``teacher`` on ``train`` under ``root``, computed unless present."""
+              progress: bool = False, statistics: SubspaceStatistics | None = None,
+              ) -> TeacherCache:
+        """The cache of ``teacher`` on ``train`` under ``root``, computed unless present.
+
+        ``statistics``: when the cache is computed here, the forward over the unaugmented
+        images also feeds this subspace fit (one teacher pass for both; then
+        ``cache.fed_statistics`` is True)."""
         inputs, labels = _inputs(train, batch_size)
         layers = list(dict.fromkeys(layers))
         key = cache_key(teacher, inputs, labels, copies=copies, augment=augment_name, seed=seed,
@@ -129,12 +136,15 @@ class TeacherCache:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         _write_outputs(partial, teacher, inputs, labels, layers, copies, augment, seed,
-                       precision, channels_last, batch_size, torch.device(device), progress)
+                       precision, channels_last, batch_size, torch.device(device), progress,
+                       statistics)
         write_text(partial / META, json.dumps({"key": key, "layers": layers, "copies": copies,
                                                "images": len(labels)}) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
-        return cls(folder)
+        cache = cls(folder)
+        cache.fed_statistics = statistics is not None
+        return cache
 
     def batches(self, batch_size: int, generator: torch.Generator, drop_last_single: bool = True,
                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor, CachedTeacher]]:
@@ -172,7 +182,9 @@ class TeacherCache:
 def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Tensor,
                    layers: list[str], copies: int, augment: Augment | None, seed: int,
                    precision: str, channels_last: bool, batch_size: int, device: torch.device,
-                   progress: bool) -> None:
+                   progress: bool, statistics: SubspaceStatistics | None = None) -> None:
+    """Write the cache's arrays; copy 0 (unaugmented) also feeds ``statistics``, with the
+    backward from the logit margin stopped at the shallowest tapped layer."""
     n = len(labels)
     np.save(folder / "labels.npy", labels.numpy())
     stores: dict[str, np.memmap] = {}
@@ -183,28 +195,32 @@ def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Ten
                                                      dtype=np.float32, shape=(copies, n, *shape))
         return stores[name]
 
+    tapped = list(dict.fromkeys([*layers, *(statistics.layers if statistics else [])]))
     steps = tqdm(total=copies * -(-n // batch_size), desc="teacher cache", disable=not progress)
     with ExitStack() as stack:
         stack.enter_context(frozen(teacher))
-        taps = stack.enter_context(LayerTaps(teacher, layers))
-        stack.enter_context(torch.no_grad())
+        taps = stack.enter_context(LayerTaps(teacher, tapped, grad_leaves=True))
         # copy 0 is unaugmented; copy c > 0 is drawn from a generator seeded by (seed, c),
         # leaving the global RNG as it was
         stack.enter_context(torch.random.fork_rng(devices=[]))
         to_layout(teacher, channels_last)
         for copy in range(copies):
             torch.manual_seed(seed * 1009 + copy)
+            fit = statistics if copy == 0 else None
             for start in range(0, n, batch_size):
                 x = inputs[start:start + batch_size]
                 if copy > 0 and augment is not None:
                     x = augment(x)
                 window = slice(start, start + len(x))
-                with autocast(device, precision):
-                    logits = teacher(to_layout(x.to(device), channels_last)).float()
+                with torch.set_grad_enabled(fit is not None), autocast(device, precision):
+                    logits = teacher(to_layout(x.to(device), channels_last))
+                if fit is not None:
+                    fit.add(logits, taps.outputs)
                 store("inputs", tuple(x.shape[1:]))[copy, window] = x.numpy()
-                store("logits", tuple(logits.shape[1:]))[copy, window] = logits.cpu().numpy()
+                store("logits", tuple(logits.shape[1:]))[copy, window] = (
+                    logits.detach().float().cpu().numpy())
                 for i, layer in enumerate(layers):
-                    grid = as_grid(taps.outputs[layer].float()).cpu()
+                    grid = as_grid(taps.outputs[layer].detach().float()).cpu()
                     store(f"layer{i}", tuple(grid.shape[1:]))[copy, window] = grid.numpy()
                 steps.update()
     steps.close()

@@ -32,11 +32,12 @@ from ..methods import DistillMethod, method_class
 from ..methods.layerwise import LayerwiseMethod
 from ..models.restricted import restrict_teacher
 from ..modes import frozen
+from ..precision import to_layout
+from ..subspace.fit import SubspaceStatistics
 from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
 from .config import TrainConfig, merge_config, resume_settings
 from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
-from .precision import to_layout
 from .run_files import RunFiles
 from .scoring import DistillResult, describe_inputs, score, summary
 from .setup import build_checked_method, num_classes, prepare_method
@@ -69,18 +70,44 @@ def attached(student: nn.Module, teacher: nn.Module | None, algorithm: DistillMe
                           cfg.epochs), teacher_taps
 
 
-def _teacher_cache(teacher: nn.Module | None, train: Dataset, algorithm: DistillMethod,
-                   augment: Augment | None, cfg: TrainConfig,
-                   device: torch.device) -> TeacherCache | None:
-    """The teacher's outputs on the training images from disk (``train.teacher_cache``)."""
-    if not cfg.teacher_cache or teacher is None:
-        return None
-    with main_first():  # rank 0 computes the cache, the others then open it
+class RunCache:
+    """A run's teacher-output cache (``train.teacher_cache``), built at most once. When it has
+    to be computed, the forward over the unaugmented training images can feed a subspace fit
+    too (:meth:`feed`, offered to the method as its ``teacher_pass``): one teacher pass for
+    both."""
+
+    def __init__(self, teacher: nn.Module | None, train: Dataset, algorithm: DistillMethod,
+                 augment: Augment | None, cfg: TrainConfig, device: torch.device) -> None:
+        self.teacher, self.train, self.augment, self.cfg, self.device = (
+            teacher, train, augment, cfg, device)
+        self.layers = [p.teacher for p in algorithm.pairs]
+        self.enabled = bool(cfg.teacher_cache) and teacher is not None
+        self.cache: TeacherCache | None = None
+
+    def feed(self, stats: SubspaceStatistics) -> bool:
+        """Build the cache feeding ``stats``; False (nothing fed) when there is no cache, it is
+        on disk already, or in a process group (each process fits its own share)."""
+        if not self.enabled or self.cache is not None or is_distributed():
+            return False
+        self.cache = self._build(stats)
+        return self.cache.fed_statistics
+
+    def get(self) -> TeacherCache | None:
+        """The cache (built or opened now unless :meth:`feed` did), or None without one."""
+        if self.enabled and self.cache is None:
+            with main_first():  # rank 0 computes the cache, the others then open it
+                self.cache = self._build(None)
+        return self.cache
+
+    def _build(self, stats: SubspaceStatistics | None) -> TeacherCache:
+        cfg = self.cfg
+        assert self.teacher is not None
         return TeacherCache.build(
-            cfg.teacher_cache, teacher, train, [p.teacher for p in algorithm.pairs],
-            copies=cfg.cache_copies, augment=augment, augment_name=cfg.augment, seed=cfg.seed,
+            cfg.teacher_cache, self.teacher, self.train, self.layers, copies=cfg.cache_copies,
+            augment=self.augment, augment_name=cfg.augment, seed=cfg.seed,
             precision=cfg.precision, channels_last=cfg.channels_last,
-            batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress and is_main())
+            batch_size=cfg.eval_batch_size, device=self.device,
+            progress=cfg.progress and is_main(), statistics=stats)
 
 
 def _train(runner: EpochRunner, state: TrainingState, files: RunFiles,
@@ -152,16 +179,17 @@ def distill(
         if checkpoint is None:
             files.write_config({**(record if record is not None else settings),
                                 "fingerprints": settings["fingerprints"]})
-        algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir,
-                                   settings["fingerprints"]["data"]["train"])
         teacher = teacher if algorithm.needs_teacher else None
+        augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
+        run_cache = RunCache(teacher, train, algorithm, augment, cfg, device)
+        algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir,
+                                   settings["fingerprints"]["data"]["train"], run_cache.feed)
         for model in (student, teacher):
             if model is not None:
                 to_layout(model, cfg.channels_last)
         state = TrainingState.create(student, algorithm, cfg)
         loader = train_loader(train, cfg, state.loader_rng)
-        augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
-        cache = _teacher_cache(teacher, train, algorithm, augment, cfg, device)
+        cache = run_cache.get()
         if checkpoint is not None:
             files.restore(state, checkpoint)
         with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
