@@ -154,3 +154,43 @@ def align(teacher: Tensor, student: Tensor) -> tuple[Tensor, Tensor]:
 def flatten_positions(grid: Tensor) -> Tensor:
     """A map (B, C, H, W) as per-position vectors (B, H·W, C)."""
     return grid.flatten(2).transpose(1, 2)
+
+
+def _channels_last(x: Tensor) -> bool:
+    """Whether a map is laid out channels-last (and not also plainly contiguous)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def channel_matmul(x: Tensor, weight: Tensor) -> Tensor:
+    """``einsum("bchw,cj->bjhw", x, weight)``, a 1×1 convolution without bias, as one matrix
+    product in ``x``'s own memory layout (several times faster than a 1×1 convolution on a
+    CPU for the narrow outputs of the distillation heads)."""
+    b, c, h, w = x.shape
+    if _channels_last(x):
+        rows = x.permute(0, 2, 3, 1).reshape(-1, c) @ weight
+        return rows.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    return torch.matmul(weight.t(), x.reshape(b, c, h * w)).reshape(b, -1, h, w)
+
+
+def channel_cross(a: Tensor, b: Tensor) -> Tensor:
+    """``Σ aᵀb`` over the batch and positions of two maps (B, Cₐ, H, W) and (B, C_b, H, W):
+    the (Cₐ × C_b) cross moment, as matrix products in the maps' layout."""
+    batch, ca, h, w = a.shape
+    cb = b.shape[1]
+    if _channels_last(a) and _channels_last(b):
+        return a.permute(0, 2, 3, 1).reshape(-1, ca).t() @ b.permute(0, 2, 3, 1).reshape(-1, cb)
+    return torch.bmm(a.reshape(batch, ca, h * w), b.reshape(batch, cb, h * w).transpose(1, 2)).sum(0)
+
+
+def add_channel_matmul_(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``out += channel_matmul(x, weight)`` in place (``out`` in ``x``'s layout)."""
+    b, c, h, w = x.shape
+    if _channels_last(x) and _channels_last(out):
+        out.permute(0, 2, 3, 1).reshape(-1, out.shape[1]).addmm_(
+            x.permute(0, 2, 3, 1).reshape(-1, c), weight)
+    elif out.is_contiguous():
+        out.view(b, out.shape[1], h * w).baddbmm_(weight.t().expand(b, -1, -1),
+                                                  x.reshape(b, c, h * w))
+    else:
+        out += channel_matmul(x, weight)
+    return out

@@ -3,6 +3,7 @@ import torch
 from method_helpers import layer_step
 
 from subdistill.errors import BasisError, ConfigError
+from subdistill.losses import subspace_loss
 from subdistill.methods import LayerPair, build_method, describe_methods
 from subdistill.methods.subdistill import ChannelNormalization, SubspaceHead
 from subdistill.subspace import relevant_basis
@@ -47,6 +48,37 @@ def test_head_matches_hand_formula():
     pred = student.permute(0, 2, 3, 1).reshape(-1, 3).double() @ q.T
     expected = ((pred - target) ** 2).sum(1).mean() / basis.energy
     assert head(teacher, student).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("normalization", ["standardize", "center", "none"])
+@pytest.mark.parametrize("scale", ["learned", "none"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_loss_from_moments_equals_the_loss_of_the_prediction(normalization, scale,
+                                                                        channels_last):
+    # the training path never forms the prediction; its loss, gradients and running mean must
+    # be those of subspace_loss(s · Q · n(S), Uᵀ(T − μ)) computed on the maps
+    torch.manual_seed(0)
+    head = SubspaceHead(_basis(d=6, k=3), 3, normalization=normalization, scale=scale)
+    with torch.no_grad():
+        if head.log_scale is not None:
+            head.log_scale.fill_(0.3)
+    explicit = SubspaceHead(_basis(d=6, k=3), 3, normalization=normalization, scale=scale)
+    explicit.load_state_dict(head.state_dict())
+    teacher = torch.randn(4, 6, 4, 4) * 3 + 1
+    student = torch.randn(4, 3, 4, 4) * 2 - 1
+    if channels_last:
+        teacher, student = (x.to(memory_format=torch.channels_last) for x in (teacher, student))
+    s1, s2 = student.clone().requires_grad_(True), student.clone().requires_grad_(True)
+    moments_loss = head(teacher, s1)
+    prediction = explicit.prediction(s2)
+    reference = subspace_loss(prediction, explicit.target(teacher), explicit.energy)
+    torch.testing.assert_close(moments_loss, reference, rtol=1e-5, atol=1e-6)
+    moments_loss.backward()
+    reference.backward()
+    torch.testing.assert_close(s1.grad, s2.grad, rtol=1e-4, atol=1e-6)
+    for (name, p1), p2 in zip(head.named_parameters(), explicit.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-6, msg=name)
+    torch.testing.assert_close(head.norm.running_mean, explicit.norm.running_mean)
 
 
 def test_energy_normalisation_can_be_switched_off():

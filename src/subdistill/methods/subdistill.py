@@ -14,12 +14,12 @@ from torch.nn.utils.parametrizations import orthogonal
 from ..distributed import is_main
 from ..errors import BasisError, ConfigError
 from ..fingerprint import model_fingerprint
-from ..losses import subspace_loss
+from ..losses import channel_moments, subspace_loss, subspace_loss_from_moments
 from ..models.restricted import RestrictedTeacher
 from ..subspace.basis import BASIS_METHODS, Basis, check_k
 from ..subspace.fit import SubspaceStatistics, solve_bases
 from ..subspace.io import load_bases, save_bases
-from ..taps import align
+from ..taps import align, channel_matmul
 from .base import PrepareContext, register_method
 from .layerwise import LayerwiseMethod
 
@@ -60,6 +60,26 @@ class ChannelNormalization(nn.Module):
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
         return x - mean[:, None, None]
+
+    def moments(self, x: Tensor, raw: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
+        """``(Σ t nᵀ, Σ‖n‖²)`` of the training-mode normalised map ``n = self(x)`` and the
+        target ``t = raw − offset`` (maps (B, k, H, W), offset per channel; sums over batch and
+        positions), from the batch's channel moments without forming ``n`` or ``t``; updates
+        the running mean as :meth:`forward` does."""
+        cross, sums, squares = channel_moments(raw, x)  # Σ raw xᵀ, Σ x, Σ x²
+        if self.mode == "none":
+            return cross - torch.outer(offset, sums), squares.sum()
+        positions = x.numel() // x.shape[1]
+        mean = sums / positions
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+        # Σ t (x − mean)ᵀ = Σ raw (x − mean)ᵀ: the offset term vanishes on centred maps
+        cross = cross - torch.outer(raw.sum(dim=(0, 2, 3)), mean)
+        centred = squares - positions * mean.square()  # positions · variance
+        if self.mode == "center":
+            return cross, centred.sum()
+        inv_std = torch.rsqrt(centred / positions + self.eps)
+        return cross * inv_std, (centred * inv_std.square()).sum()
 
 
 def initial_log_scale(energy: float, k: int, normalization: str) -> float:
@@ -115,20 +135,33 @@ class SubspaceHead(nn.Module):
 
     def target(self, teacher_map: Tensor) -> Tensor:
         """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W), computed as a
-        1×1 convolution with weight ``Uᵀ`` and bias ``−Uᵀμ``."""
-        weight = self.U.t()
-        return F.conv2d(teacher_map, weight[:, :, None, None], -(weight @ self.mean))
+        channel-wise matrix product (:func:`~subdistill.taps.channel_matmul`)."""
+        return channel_matmul(teacher_map, self.U) - (self.mean @ self.U)[:, None, None]
 
     def prediction(self, student_map: Tensor) -> Tensor:
         """Student coordinates ``s · Q · n(S)`` at every position, (B, k, H, W)."""
         rotation = cast(Tensor, self.rotation.weight)
         if self.log_scale is not None:
             rotation = self.log_scale.exp() * rotation
-        return torch.einsum("jk,bkhw->bjhw", rotation, self.norm(student_map))
+        return channel_matmul(self.norm(student_map), rotation.t())
 
     def forward(self, teacher_map: Tensor, student_map: Tensor) -> Tensor:
+        """The layer loss; in training computed from k × k moments
+        (:func:`~subdistill.losses.subspace_loss_from_moments`, exact for the orthogonal Q),
+        which spares forming the normalised map and the prediction."""
         teacher_map, student_map = align(teacher_map, student_map)
-        return subspace_loss(self.prediction(student_map), self.target(teacher_map), self.energy)
+        if not self.training:
+            return subspace_loss(self.prediction(student_map), self.target(teacher_map),
+                                 self.energy)
+        raw, offset = channel_matmul(teacher_map, self.U), self.mean @ self.U  # t = raw − offset
+        cross, norm_sq = self.norm.moments(student_map, raw, offset)
+        positions = raw.numel() // raw.shape[1]
+        target_sq = (torch.linalg.vector_norm(raw).square()
+                     - 2 * offset @ raw.sum(dim=(0, 2, 3)) + positions * offset.square().sum())
+        scale = 1.0 if self.log_scale is None else self.log_scale.exp()
+        return subspace_loss_from_moments(cross, norm_sq, target_sq,
+                                          cast(Tensor, self.rotation.weight), scale, positions,
+                                          self.energy)
 
 
 @register_method
