@@ -3,11 +3,14 @@
 Approaches, each timed for N random 3x32x32 images on a randomly initialised CIFAR teacher:
 
 * ``stream``    -- ``subdistill.subspace.fit.fit_subspaces``: one pass, all layers, float64
-  moment sums (memory independent of N);
+  moment sums (memory independent of N), backward stopped at the shallowest tapped layer;
+* ``stream_bf16`` -- the same with the teacher's forward and backward under bf16 autocast
+  and channels-last (what a ``precision: bf16`` run does; the sums stay float64);
 * ``per_layer`` -- what the reference code does: one full pass per layer, every sampled
   (activation, gradient) vector kept in RAM, then ``relevant_basis`` on the concatenation;
-* ``per_layer_ref`` -- ``per_layer`` with the reference code's full ``backward()``: the teacher's
-  parameters require (and receive) gradients and the backward pass runs down to the input;
+* ``per_layer_ref`` -- the authors' ``learn_basis`` algorithm: one pass per layer, the
+  reference code's full ``backward()`` (the teacher's parameters require and receive gradients,
+  the backward runs down to the input), every sampled float32 vector stored;
 * ``store_all`` -- one pass for all layers but still keeping every sampled vector (separates
   the cost of the extra passes from the cost of storing the samples).
 
@@ -46,7 +49,7 @@ from subdistill.subspace.basis import relevant_basis
 from subdistill.subspace.fit import _position_key, _sample_positions, fit_subspaces, logit_margin
 from subdistill.taps import LayerTaps, as_grid, flatten_positions
 
-APPROACHES = ("stream", "per_layer", "store_all", "per_layer_ref")
+APPROACHES = ("stream", "stream_bf16", "per_layer", "store_all", "per_layer_ref")
 TEACHERS = {
     # name -> (registry name, kwargs, tapped layers)
     "resnet20": ("cifar_resnet20", {}, ("layer1", "layer2.0", "layer2", "layer3")),
@@ -161,6 +164,9 @@ def run_approach(approach: str, teacher, layers, ks, loader, positions, seed):
     """Bases {layer: Basis} of one approach."""
     if approach == "stream":
         return fit_subspaces(teacher, loader, ks, positions=positions, seed=seed)
+    if approach == "stream_bf16":
+        return fit_subspaces(teacher, loader, ks, positions=positions, seed=seed,
+                             precision="bf16", channels_last=True)
     store = {layer: ([], []) for layer in layers}
     if approach in ("per_layer", "per_layer_ref"):
         for layer in layers:  # one pass per layer, each drawing the same positions
@@ -190,15 +196,16 @@ def measure(approach: str, n: int, *, teacher_name: str = "resnet20", batch_size
     gc.collect()
     peak_reset = _reset_peak()
     rss_before = _status_kb("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     bases = run_approach(approach, teacher, layers, ks, loader, positions, seed)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     hwm = _status_kb("VmHWM")
     if save_bases:
         torch.save({k: {"U": b.U, "eigenvalues": b.eigenvalues, "energy": b.energy}
                     for k, b in bases.items()}, save_bases)
     growth = None if hwm is None or rss_before is None else (hwm - rss_before) / 1024
-    return {"approach": approach, "n": n, "seconds": seconds, "peak_rss_growth_mb": growth,
+    return {"approach": approach, "n": n, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "peak_rss_growth_mb": growth,
             "peak_reset": peak_reset, "layers": {k: {"d": shapes[k][0], "k": ks[k]} for k in layers},
             "threads": torch.get_num_threads()}
 
@@ -274,15 +281,22 @@ def main(sizes=(1000, 10000, 50000), approaches=APPROACHES, *, teacher: str = "r
                 "seconds_median": statistics.median(r["seconds"] for r in rows),
                 "seconds_min": min(r["seconds"] for r in rows),
                 "seconds_all": [round(r["seconds"], 3) for r in rows],
+                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in rows),
                 "peak_rss_growth_mb_median": statistics.median(
                     r["peak_rss_growth_mb"] for r in rows),
             })
     speedups = []
     for n in sizes:
         t = {s["approach"]: s["seconds_median"] for s in summary if s["n"] == n}
+        cpu = {s["approach"]: s["cpu_seconds_median"] for s in summary if s["n"] == n}
         if "stream" in t:
             speedups.append({"n": n, **{f"{a}_over_stream": t[a] / t["stream"]
-                                        for a in t if a != "stream"}})
+                                        for a in t if a != "stream"},
+                             **{f"{a}_cpu_over_stream": cpu[a] / cpu["stream"]
+                                for a in cpu if a != "stream"},
+                             **({"per_layer_ref_cpu_over_stream_bf16":
+                                 cpu["per_layer_ref"] / cpu["stream_bf16"]}
+                                if {"per_layer_ref", "stream_bf16"} <= set(cpu) else {})})
     result = {
         "benchmark": "subspace_fit",
         "machine": machine_info() | ({"torch_threads": threads} if threads else {}),
@@ -308,13 +322,15 @@ def report(result: dict, out: str | Path | None, verbose: bool, formatter) -> di
 
 
 def format_table(result: dict) -> str:
-    lines = ["| approach | N | runs | time s (median) | time s (min) | peak RSS growth MB "
-             "(median) | time / stream (median) |", "|---|---:|---:|---:|---:|---:|---:|"]
-    t = {(s["approach"], s["n"]): s["seconds_median"] for s in result["summary"]}
+    lines = ["| approach | N | runs | time s (median) | time s (min) | CPU s (median) | peak RSS "
+             "growth MB (median) | CPU time / stream (median) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    t = {(s["approach"], s["n"]): s["cpu_seconds_median"] for s in result["summary"]}
     for s in result["summary"]:
-        ratio = s["seconds_median"] / t[("stream", s["n"])] if ("stream", s["n"]) in t else None
+        ratio = (s["cpu_seconds_median"] / t[("stream", s["n"])] if ("stream", s["n"]) in t
+                 else None)
         lines.append(f"| {s['approach']} | {s['n']} | {s['repeats']} | {s['seconds_median']:.2f} "
-                     f"| {s['seconds_min']:.2f} "
+                     f"| {s['seconds_min']:.2f} | {s['cpu_seconds_median']:.2f} "
                      f"| {s['peak_rss_growth_mb_median']:.1f} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} |")
     if result["agreement"]:

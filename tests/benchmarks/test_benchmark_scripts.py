@@ -43,12 +43,15 @@ def test_subspace_fit_bases_agree_across_approaches(tmp_path):
     assert MACHINE_FIELDS <= set(saved["machine"])
     assert {s["approach"] for s in saved["summary"]} == set(subspace_fit.APPROACHES)
     for row in saved["summary"]:
-        assert row["n"] == 64 and row["seconds_median"] > 0
+        assert row["n"] == 64 and row["seconds_median"] > 0 and row["cpu_seconds_median"] > 0
         assert row["peak_rss_growth_mb_median"] is not None
-    assert {a["approach"] for a in saved["agreement"]} == {"per_layer", "store_all",
-                                                            "per_layer_ref"}
+    assert {a["approach"] for a in saved["agreement"]} == {"stream_bf16", "per_layer",
+                                                            "store_all", "per_layer_ref"}
     for entry in saved["agreement"]:
         assert set(entry["layers"]) == set(saved["config"]["layers"])
+        if entry["approach"] == "stream_bf16":  # another precision: close, not equal
+            assert all(v["projector_max_abs_diff"] < 0.5 for v in entry["layers"].values())
+            continue
         for layer in entry["layers"].values():
             assert layer["max_abs_u_diff"] < 1e-8
             assert layer["projector_max_abs_diff"] < 1e-8
