@@ -7,8 +7,12 @@ the default (foreach) and the fused AdamW, and in channels_last. Figures: images
 ``--steps`` timed steps after warm-up), FLOPs per image of the step (torch's FlopCounterMode on
 forward + backward), and the achieved fraction of the peak: FLOPs/image x images/s / the
 GFLOP/s of a large matrix multiply in the same precision, timed in this script. One thread.
+Further rows for the CIFAR student in bf16: batch 512; ``torch.compile`` (``--compile``; its
+compile time is reported); and a whole training epoch through the trainer (``distill`` with
+KD from a teacher-output cache: batches read from the cache, the step, validation excluded) in
+the benchmark configs' old layout and in channels-last, to show what the loop adds to a step.
 
-    python benchmarks/student_throughput.py --out benchmarks/results/student_throughput.json
+    python benchmarks/student_throughput.py --compile --out benchmarks/results/student_throughput.json
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> floa
 
 
 def images_per_second(model, x, y, precision: str, fused: bool, steps: int) -> float:
-    """Median images/s of a full training step."""
+    """Median images/s of a full training step (``model`` may be a compiled one)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused or None)
     times = []
     for step in range(steps + 3):
@@ -73,34 +77,96 @@ def images_per_second(model, x, y, precision: str, fused: bool, steps: int) -> f
     return len(x) / statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    peaks = {"fp32": peak_gflops(torch.float32), "bf16": peak_gflops(torch.bfloat16)}
+def epoch_images_per_second(channels_last: bool, images: int = 2048) -> float:
+    """images/s of one KD training epoch through ``distill`` from a teacher-output cache (the
+    CIFAR student, bf16, batch 128; cache built beforehand; the epoch's training time only)."""
+    import tempfile
+
+    from torch.utils.data import TensorDataset
+
+    from subdistill.training import distill
+    registry, model_args, shape, batch = STUDENTS["resnet10-cifar"]
+    generator = torch.Generator().manual_seed(0)
+    train = TensorDataset(torch.randn(images, *shape, generator=generator),
+                          torch.arange(images) % 4)
+    val = TensorDataset(train.tensors[0][:8], train.tensors[1][:8])
+    with tempfile.TemporaryDirectory() as cache:
+        rates = []
+        for _ in range(2):  # the first run builds the cache
+            torch.manual_seed(0)
+            teacher = create_model(registry, 4, shape[0], **model_args)
+            student = create_model(registry, 4, shape[0], **model_args)
+            started = time.perf_counter()
+            result = distill(teacher, student, train, val, method="kd", epochs=1,
+                             batch_size=batch, precision="bf16", channels_last=channels_last,
+                             teacher_cache=cache, progress=False)
+            elapsed = time.perf_counter() - started
+            rates.append(images / min(result.history[0]["seconds"], elapsed))
+    return rates[-1]
+
+
+def _step_rows(args, peaks) -> list[dict]:
     rows = []
     for name, (registry, model_args, shape, batch) in STUDENTS.items():
         torch.manual_seed(0)
         model = create_model(registry, 4, shape[0], **model_args).train()
         x, y = torch.randn(batch, *shape), torch.randint(0, 4, (batch,))
         flops = step_flops(model, x, y) / batch
-        for precision in ("fp32", "bf16"):
-            for fused, layout in ((False, "contiguous"), (True, "contiguous"),
-                                  (False, "channels_last")):
-                inputs = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
-                net = model.to(memory_format=torch.channels_last) if layout == "channels_last" \
-                    else model.to(memory_format=torch.contiguous_format)
-                rate = images_per_second(net, inputs, y, precision, fused, args.steps)
-                rows.append({"student": name, "precision": precision,
-                             "optimizer": "AdamW fused" if fused else "AdamW foreach",
-                             "layout": layout, "batch": batch, "images_per_s": rate,
-                             "gflops_per_image": flops / 1e9,
-                             "fraction_of_peak": flops * rate / 1e9 / peaks[precision]})
-                print(f"{name:<16}{precision:<6}{rows[-1]['optimizer']:<15}{layout:<15}"
-                      f"{rate:>9.0f} img/s  {rows[-1]['fraction_of_peak']:.1%} of peak")
-    figures = {"machine": machine_info(), "threads": 1, "peak_gflops": peaks, "rows": rows}
+        variants = [(p, fused, layout, batch) for p in ("fp32", "bf16") for fused, layout in
+                    ((False, "contiguous"), (True, "contiguous"), (False, "channels_last"))]
+        if name == "resnet10-cifar":
+            variants.append(("bf16", False, "channels_last", 512))
+        for precision, fused, layout, size in variants:
+            inputs = torch.randn(size, *shape) if size != batch else x
+            targets = torch.randint(0, 4, (size,)) if size != batch else y
+            if layout == "channels_last":
+                inputs = inputs.to(memory_format=torch.channels_last)
+            net = model.to(memory_format=torch.channels_last if layout == "channels_last"
+                           else torch.contiguous_format)
+            rate = images_per_second(net, inputs, targets, precision, fused, args.steps)
+            rows.append(_row(name, precision, "AdamW fused" if fused else "AdamW foreach",
+                             layout, size, rate, flops, peaks))
+        if name == "resnet10-cifar" and args.compile:
+            started = time.perf_counter()
+            compiled = torch.compile(model.to(memory_format=torch.channels_last))
+            inputs = x.to(memory_format=torch.channels_last)
+            images_per_second(compiled, inputs, y, "bf16", False, 1)  # compiles
+            compile_s = time.perf_counter() - started
+            rate = images_per_second(compiled, inputs, y, "bf16", False, args.steps)
+            rows.append(_row(name, "bf16", "AdamW foreach", "channels_last + torch.compile",
+                             batch, rate, flops, peaks) | {"compile_s": compile_s})
+    return rows
+
+
+def _row(name, precision, optimizer, layout, batch, rate, flops, peaks) -> dict:
+    row = {"student": name, "precision": precision, "optimizer": optimizer, "layout": layout,
+           "batch": batch, "images_per_s": rate, "gflops_per_image": flops / 1e9,
+           "fraction_of_peak": flops * rate / 1e9 / peaks[precision]}
+    print(f"{name:<16}{precision:<6}{optimizer:<15}{layout:<31}{batch:>5}{rate:>9.0f} img/s  "
+          f"{row['fraction_of_peak']:.1%} of peak", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
+    parser.add_argument("--epoch-images", type=int, default=2048)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    peaks = {"fp32": peak_gflops(torch.float32), "bf16": peak_gflops(torch.bfloat16)}
+    rows = _step_rows(args, peaks)
+    epochs = []
+    for channels_last in (False, True):
+        rate = epoch_images_per_second(channels_last, args.epoch_images)
+        epochs.append({"student": "resnet10-cifar", "precision": "bf16",
+                       "layout": "channels_last" if channels_last else "contiguous",
+                       "loop": "distill kd epoch from a teacher cache", "images_per_s": rate})
+        print(f"epoch through distill (kd, cached teacher), bf16, {epochs[-1]['layout']}: "
+              f"{rate:.0f} img/s", flush=True)
+    figures = {"machine": machine_info(), "threads": 1, "peak_gflops": peaks, "rows": rows,
+               "epochs": epochs}
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
 

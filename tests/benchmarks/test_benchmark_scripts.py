@@ -190,3 +190,7 @@ def test_student_throughput_measures_flops_and_speed():
     assert all(p.grad is None for p in model.parameters())  # the count leaves no gradients
     assert student_throughput.images_per_second(model, x, y, "bf16", True, steps=1) > 0
     assert student_throughput.peak_gflops(torch.float32, n=64, repeats=1) > 0
+
+
+def test_student_throughput_times_a_trainer_epoch_from_the_cache():
+    assert student_throughput.epoch_images_per_second(channels_last=True, images=64) > 0
