@@ -84,3 +84,4 @@ def test_align_pools_the_larger_map():
     torch.testing.assert_close(t2[:, :, 0, 0], t[:, :, :2, :2].mean(dim=(2, 3)))
     s3, t3 = align(s, t)
     assert s3 is s and t3.shape == (2, 8, 4, 4)
+

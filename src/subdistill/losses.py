@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .taps import add_channel_matmul_, channel_cross
+from .taps import add_channel_matmul_, channel_cross, channel_matmul
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0) -> Tensor:
@@ -36,25 +36,49 @@ def subspace_loss_from_moments(cross: Tensor, norm_sq: Tensor, target_sq: Tensor
 
 
 class _ChannelMoments(torch.autograd.Function):
-    """Forward: :func:`channel_moments`; backward: one elementwise pass and one matrix
-    product (autograd through the same sums would make several passes over the map)."""
+    """Forward: :func:`channel_moments`; backward: one elementwise pass (or, for the Gram
+    matrix, one more matrix product) and one matrix product (autograd through the same sums
+    would make several passes over the map)."""
 
     @staticmethod
-    def forward(ctx, raw: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx, raw: Tensor, x: Tensor, gram: bool) -> tuple[Tensor, Tensor, Tensor]:
         ctx.save_for_backward(raw, x)
-        return channel_cross(raw, x), x.sum(dim=(0, 2, 3)), x.square().sum(dim=(0, 2, 3))
+        ctx.gram = gram
+        second = channel_cross(x, x) if gram else x.square().sum(dim=(0, 2, 3))
+        return channel_cross(raw, x), x.sum(dim=(0, 2, 3)), second
 
     @staticmethod
     def backward(ctx, grad_cross: Tensor, grad_sums: Tensor,
-                 grad_squares: Tensor) -> tuple[None, Tensor]:
+                 grad_second: Tensor) -> tuple[None, Tensor, None]:
         raw, x = ctx.saved_tensors
-        grad = torch.addcmul(grad_sums[:, None, None].expand_as(x), x,
-                             2 * grad_squares[:, None, None])
-        return None, add_channel_matmul_(grad, raw, grad_cross)
+        if ctx.gram:
+            grad = channel_matmul(x, grad_second + grad_second.t()) + grad_sums[:, None, None]
+        else:
+            grad = torch.addcmul(grad_sums[:, None, None].expand_as(x), x,
+                                 2 * grad_second[:, None, None])
+        return None, add_channel_matmul_(grad, raw, grad_cross), None
 
 
-def channel_moments(raw: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def channel_moments(raw: Tensor, x: Tensor, gram: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """``(Σ r xᵀ, Σ x, Σ x²)`` over the batch and positions of maps ``r`` (B, j, H, W; no
     gradient) and ``x`` (B, c, H, W): the (j × c) cross moment and x's per-channel sums and
-    sums of squares, differentiable in ``x``."""
-    return _ChannelMoments.apply(raw.detach(), x)
+    sums of squares (``gram=True``: the (c × c) Gram matrix ``Σ x xᵀ`` instead), differentiable
+    in ``x``."""
+    return _ChannelMoments.apply(raw.detach(), x, gram)
+
+
+def linear_fit_loss(teacher: Tensor, student: Tensor, weight: Tensor, bias: Tensor | None,
+                    reduction: str = "channel-mean") -> Tensor:
+    """FitNets' hint loss of the linear regressor ``W s + b`` (a 1×1 convolution, ``weight``
+    d × k) without forming the regressed map: ``Σ‖Ws + b − T‖² = ⟨WᵀW, Σ s sᵀ⟩ + 2 bᵀW Σ s
+    + N‖b‖² − 2⟨W, Σ T sᵀ⟩ − 2 bᵀ Σ T + Σ‖T‖²``, divided by the positions N (``channel-sum``)
+    or by N · d (``channel-mean``)."""
+    cross, sums, gram = channel_moments(teacher, student, gram=True)
+    positions = student.numel() // student.shape[1]
+    squared_error = ((weight.t() @ weight) * gram).sum() - 2 * (weight * cross).sum() \
+        + torch.linalg.vector_norm(teacher.detach()).square()
+    if bias is not None:
+        squared_error = squared_error + 2 * bias @ (weight @ sums) \
+            + positions * bias.square().sum() - 2 * bias @ teacher.detach().sum(dim=(0, 2, 3))
+    denominator = positions * (weight.shape[0] if reduction == "channel-mean" else 1)
+    return squared_error / denominator

@@ -194,3 +194,4 @@ def add_channel_matmul_(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     else:
         out += channel_matmul(x, weight)
     return out
+

@@ -79,3 +79,25 @@ def test_method_terms():
     assert method.options["lambda"] == 10.0 and method.options["temperature"] == 4.0
     with pytest.raises(ConfigError, match="true or false"):
         build_method("fitnet", [PAIR], relu="yes")
+
+
+@pytest.mark.parametrize("reduction", ["channel-mean", "channel-sum"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_loss_from_moments_equals_the_regressed_map_loss(reduction, channels_last):
+    # in training, the hint loss is computed without forming the regressed map; its value and
+    # gradients (student map, weight, bias) must be those of the map's loss
+    torch.manual_seed(0)
+    method = build_method("fitnet", [PAIR], reduction=reduction).train()
+    teacher = torch.randn(4, 3, 4, 4) * 2 + 1
+    student = torch.randn(4, 2, 4, 4) - 0.5
+    if channels_last:
+        teacher, student = (x.to(memory_format=torch.channels_last) for x in (teacher, student))
+    s1, s2 = student.clone().requires_grad_(True), student.clone().requires_grad_(True)
+    from_moments = method.layer_loss(0, teacher, s1)
+    regressor = method.regressors[0]
+    grads_moments = torch.autograd.grad(from_moments, [s1, *regressor.parameters()])
+    reference = hint_loss(regressor(s2), teacher, reduction)
+    grads_reference = torch.autograd.grad(reference, [s2, *regressor.parameters()])
+    torch.testing.assert_close(from_moments, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(grads_moments, grads_reference, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..losses import linear_fit_loss
 from ..taps import align
 from .base import LayerPair, register_method
 from .layerwise import LayerwiseMethod
@@ -47,6 +48,13 @@ class FitNet(LayerwiseMethod):
         )
 
     def layer_loss(self, index: int, teacher_map: Tensor, student_map: Tensor) -> Tensor:
+        """The hint loss; without the ReLU, in training computed from moments
+        (:func:`~subdistill.losses.linear_fit_loss`), which spares forming the d-channel
+        regressed map."""
         teacher_map, student_map = align(teacher_map, student_map)
-        return hint_loss(self.regressors[index](student_map), teacher_map,
-                         self.options["reduction"])
+        regressor = self.regressors[index]
+        if self.training and not self.options["relu"]:
+            conv = regressor[0]
+            return linear_fit_loss(teacher_map, student_map, conv.weight[:, :, 0, 0], conv.bias,
+                                   self.options["reduction"])
+        return hint_loss(regressor(student_map), teacher_map, self.options["reduction"])
