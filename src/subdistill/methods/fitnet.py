@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -52,9 +52,9 @@ class FitNet(LayerwiseMethod):
         (:func:`~subdistill.losses.linear_fit_loss`), which spares forming the d-channel
         regressed map."""
         teacher_map, student_map = align(teacher_map, student_map)
-        regressor = self.regressors[index]
+        regressor = cast(nn.Sequential, self.regressors[index])
         if self.training and not self.options["relu"]:
-            conv = regressor[0]
+            conv = cast(nn.Conv2d, regressor[0])
             return linear_fit_loss(teacher_map, student_map, conv.weight[:, :, 0, 0], conv.bias,
                                    self.options["reduction"])
         return hint_loss(regressor(student_map), teacher_map, self.options["reduction"])
