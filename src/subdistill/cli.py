@@ -130,7 +130,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .config import load_config
 
     config = load_config(args.config, args.overrides, cls=BenchConfig)
-    rows = run_bench(config)
+    rows = run_bench(config, report_only=args.report_only)
     print((Path(config.out_dir) / "summary.md").read_text())
     print(f"{len(rows)} runs; results in {config.out_dir}/results.csv and summary.md")
 
@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", epilog=EPILOG, help="run a grid of methods x subtasks x "
                             "rho x seeds (resumable: finished runs are skipped)")
     _add_config(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: rebuild the report from the grid's ledger")
     p.set_defaults(func=_cmd_bench)
 
     p = commands.add_parser("explain", epilog=EPILOG, help="compare teacher and student "

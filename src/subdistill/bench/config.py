@@ -106,6 +106,9 @@ class BenchConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
     out_dir: str = "runs/bench"
+    # a committed CSV of finished runs (e.g. benchmarks/results/<grid>.csv): cells recorded
+    # there with the same settings are not run again, on any machine; "" = none
+    ledger: str = ""
     imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -109,13 +109,18 @@ def format_deployment(deployment: Mapping[str, Mapping[str, float]]) -> str:
 def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
                  agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
                  | None = None, selection: Sequence[Mapping[str, Any]] = (),
-                 deployment: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 deployment: Mapping[str, Mapping[str, float]] | None = None,
+                 missing: Sequence[str] = ()) -> None:
     """Write ``summary.md`` (see :func:`format_report`, then :func:`format_selection` of the
-    ``selection`` runs and, with ``deployment``, :func:`format_deployment`), a bar chart per
+    ``selection`` runs and, with ``deployment``, :func:`format_deployment`; ``missing``: the
+    grid's cells without a run, listed first), a bar chart per
     subtask (largest rho), an accuracy-versus-rho plot per subtask and, with ``deployment``,
     an accuracy-versus-latency scatter per subtask (largest rho) into ``out``."""
+    gaps = (f"**{len(missing)} cells of the grid are not in the ledger yet** (the tables use "
+            "the runs that are): " + "; ".join(missing) + "\n\n") if missing else ""
+    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "summary.md",
-               "# Benchmark summary\n\n" + format_report(rows, lambdas, agreement)
+               "# Benchmark summary\n\n" + gaps + format_report(rows, lambdas, agreement)
                + format_selection(selection, lambdas)
                + (format_deployment(deployment) if deployment else ""))
     groups = aggregate(rows)

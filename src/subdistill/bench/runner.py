@@ -21,22 +21,33 @@ from ..training.config import run_fingerprint
 from .check import check_bench
 from .config import BenchConfig
 from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
+from .ledger import COLUMNS, Ledger, convergence_columns
 from .report import write_report
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
-           "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "student_parameters",
-           "seconds", "layer_weights", "run_dir"]
+def cell_fingerprint(config: BenchConfig, cell: Cell, out: Path) -> str:
+    """The settings fingerprint of a cell (where the grid lies is not a setting: a moved or
+    copied out_dir resumes, and a ledger row is found from any machine)."""
+    record = to_dict(cell_config(config, cell, out))
+    return run_fingerprint({k: v for k, v in record.items() if k != "run_dir"})
 
 
-def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]:
-    """Run (or resume, or skip when finished) one cell; its row for ``results.csv``."""
+def _key_row(cell: Cell) -> dict[str, Any]:
+    return {"stage": cell.stage, "subtask": subtask_label(cell.subtask), "method": cell.method,
+            "rho": cell.rho, "seed": cell.seed, "lambda": cell.lam, "run_dir": str(cell.path)}
+
+
+def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
+             ledger: Ledger | None = None) -> dict[str, Any]:
+    """Run (or resume, or skip when finished here or recorded in ``ledger`` with the same
+    settings) one cell; its row for ``results.csv`` (recorded in ``ledger`` too)."""
+    fingerprint = cell_fingerprint(config, cell, out)
+    recorded = ledger.find(_key_row(cell), fingerprint) if ledger is not None else None
+    if recorded is not None:
+        return dict(recorded, stage=cell.stage)
     distill_config = cell_config(config, cell, out)
     run_dir = Path(distill_config.run_dir)
-    record = to_dict(distill_config)
-    # where the grid lies is not a setting: a moved or copied out_dir resumes
-    fingerprint = run_fingerprint({k: v for k, v in record.items() if k != "run_dir"})
     stamp = run_dir / "cell.json"
     if stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
         raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "
@@ -47,10 +58,15 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full) -> dict[str, Any]
         log.info("running %s", cell.path)
         run_distill(distill_config, resume=True, full=full)
     summary = json.loads(summary_file.read_text())
-    return {"stage": cell.stage, "subtask": subtask_label(cell.subtask), "method": cell.method,
-            "rho": cell.rho, "seed": cell.seed, "lambda": cell.lam, "run_dir": str(cell.path),
-            **{k: summary[k] for k in COLUMNS if k in summary and k != "layer_weights"},
-            "layer_weights": json.dumps(summary.get("layer_weights", {}))}
+    with open(run_dir / "metrics.jsonl") as handle:
+        history = [json.loads(line) for line in handle if line.strip()]
+    row = {**_key_row(cell),
+           **{k: summary[k] for k in COLUMNS if k in summary and k != "layer_weights"},
+           "layer_weights": json.dumps(summary.get("layer_weights", {})),
+           **convergence_columns(history, int(summary["epochs"])), "fingerprint": fingerprint}
+    if ledger is not None:
+        ledger.record(row)
+    return row
 
 
 def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
@@ -86,14 +102,19 @@ def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
     return figures
 
 
-def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
+def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, Any]]:
     """Run the whole grid: λ selection on validation, then every final cell. Writes
     ``results.csv`` (one row per run) and the report (``summary.md``, plots; with
     ``agreement.attributions`` the explanation columns) into ``config.out_dir``; returns
-    the rows."""
+    the rows. With ``config.ledger``, cells recorded there with the same settings are not run
+    and every finished cell is added to it; ``report_only``: no training, the report is built
+    from the ledger's rows alone (:func:`report_from_ledger`)."""
+    if report_only:
+        return report_from_ledger(config)
     out = Path(config.out_dir)
     full = load_full_data(config.data)
     check_bench(config, full)  # every input checked before anything is written
+    ledger = Ledger(config.ledger) if config.ledger else None
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -105,15 +126,15 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
         write_csv(out / "results.csv", rows, COLUMNS)
 
     for cell in selection:
-        record(run_cell(config, cell, out, full))
-    lambdas = choose_lambdas(config.grid, [(cell, row["best_val_accuracy"])
+        record(run_cell(config, cell, out, full, ledger))
+    lambdas = choose_lambdas(config.grid, [(cell, float(row["best_val_accuracy"]))
                                            for cell, row in zip(selection, rows)])
     for cell in final_cells(config.grid, lambdas):
         reused = same_run(cell, selection)
         if reused is not None:
             record(dict(rows[selection.index(reused)], stage="final"))
         else:
-            record(run_cell(config, cell, out, full))
+            record(run_cell(config, cell, out, full, ledger))
     final = [r for r in rows if r["stage"] == "final"]
     chose = [r for r in rows if r["stage"] == "select"]
     deployment = measure_deployment(config, final_cells(config.grid, lambdas)[0], out, full)
@@ -127,3 +148,44 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
                                   rho=agreement.rho, seed=agreement.seed, out_dir=out)
         write_report(out, final, lambdas, columns, chose, deployment)
     return rows
+
+
+def report_from_ledger(config: BenchConfig) -> list[dict[str, Any]]:
+    """The report of a grid from its ledger alone (no data, no run directory): the rows
+    recorded with the grid's current settings, λ chosen from the recorded selection runs;
+    cells not in the ledger are listed in ``summary.md`` as missing. Returns the rows."""
+    if not config.ledger:
+        raise ConfigError("--report-only builds the report from the grid's ledger: set `ledger`")
+    ledger = Ledger(config.ledger)
+    if not ledger.rows:
+        raise ConfigError(f"the ledger {config.ledger} holds no runs")
+    out = Path(config.out_dir)
+
+    selection = selection_cells(config.grid)
+
+    def recorded(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[Cell]]:
+        found = []  # a final run that is a selection run is recorded as that one
+        for cell in cells:
+            source = same_run(cell, selection) if cell.stage == "final" else None
+            found.append((cell, ledger.find(_key_row(source or cell),
+                                            cell_fingerprint(config, source or cell, out))))
+        return ([dict(r, stage=c.stage) for c, r in found if r is not None],
+                [c for c, r in found if r is None])
+
+    chose, missing = recorded(selection)
+    by_dir = {r["run_dir"]: r for r in chose}
+    lambdas = choose_lambdas(config.grid, [(c, float(by_dir[str(c.path)]["best_val_accuracy"]))
+                                           for c in selection if str(c.path) in by_dir])
+    final, lost = recorded(final_cells(config.grid, lambdas))
+    missing += lost
+    if not final:
+        raise ConfigError(f"the ledger {config.ledger} has no final run of this grid's settings "
+                          f"({len(missing)} cells missing)")
+    stored = out / "deployment.json"
+    deployment = json.loads(stored.read_text())["figures"] if stored.is_file() else None
+    write_report(out, final, lambdas, selection=chose, deployment=deployment,
+                 missing=[f"{c.stage} {subtask_label(c.subtask)} {c.method} rho {c.rho:g} "
+                          f"seed {c.seed}" + ("" if c.lam is None else f" λ {c.lam:g}")
+                          for c in missing])
+    write_csv(out / "results.csv", chose + final, COLUMNS)
+    return chose + final

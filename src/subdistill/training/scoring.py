@@ -32,6 +32,7 @@ class DistillResult:
     teacher_test_accuracy: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
+    prepare_seconds: float = 0.0  # this process's fit, cache and calibration before training
 
 
 def score(state: TrainingState, teacher: nn.Module | None, val: Dataset, test: Dataset | None,
@@ -85,5 +86,6 @@ def summary(result: DistillResult, cfg: TrainConfig, inputs: dict[str, Any]) -> 
         "teacher_test_accuracy": result.teacher_test_accuracy,
         "student_parameters": count_parameters(result.student),
         "epochs": cfg.epochs, "seconds": sum(row["seconds"] for row in result.history),
+        "prepare_seconds": result.prepare_seconds,
         **({"layer_weights": method.named_weights()}
            if isinstance(method, LayerwiseMethod) else {}), "inputs": inputs}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
@@ -179,6 +180,7 @@ def distill(
         if checkpoint is None:
             files.write_config({**(record if record is not None else settings),
                                 "fingerprints": settings["fingerprints"]})
+        started = time.perf_counter()
         teacher = teacher if algorithm.needs_teacher else None
         augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
         run_cache = RunCache(teacher, train, algorithm, augment, cfg, device)
@@ -201,9 +203,11 @@ def distill(
                 step, device_ids=[device.index] if device.type == "cuda" else None)
             runner = EpochRunner(model, step, teacher, teacher_taps, loader, cache, augment, val,
                                  cfg, device)
+            prepare_seconds = time.perf_counter() - started
             _train(runner, state, files, flat, method, num_classes(train))
         state.restore_best()
         result = score(state, teacher, val, test, cfg, device, run_dir)
+        result.prepare_seconds = prepare_seconds
         files.write_summary(summary(result, cfg, describe_inputs(train)))
     return result
 
