@@ -11,33 +11,50 @@ from matplotlib.ticker import NullFormatter
 
 from .atomic import atomic_path
 
+SALIENT, PLAIN = "#d62728", "#4c72b0"  # SubDistill, every other method
+
 
 def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float],
-              errors: Sequence[float] | None = None, title: str = "", ylabel: str = "") -> None:
-    """A labelled bar chart saved as PNG (each value under its label, optional ± errors)."""
+              errors: Sequence[float] | None = None, title: str = "", ylabel: str = "",
+              reference: float | None = None, error_label: str = "") -> None:
+    """A labelled bar chart saved as PNG (each value under its label, optional ± errors named
+    ``error_label`` in the legend, ``reference`` as a dashed teacher line); a bar labelled
+    ``subdistill`` is drawn in a salient colour."""
     figure = Figure(figsize=(1.2 + 1.1 * len(labels), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.bar(range(len(values)), values, yerr=errors, capsize=3, color="#4c72b0")
+    colours = [SALIENT if label == "subdistill" else PLAIN for label in labels]
+    axes.bar(range(len(values)), values, yerr=errors, capsize=3, color=colours,
+             error_kw={"label": error_label} if error_label and errors is not None else None)
+    if reference is not None:
+        axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="teacher")
     ticks = [f"{label}\n{value:.3f}" for label, value in zip(labels, values)]
     axes.set_xticks(range(len(labels)), ticks, rotation=20, ha="right", fontsize=8)
-    low = min(values)
+    low = min([*values, *([] if reference is None else [reference])])
     axes.set_ylim(max(0.0, low - 0.1 * (1 - low) - 0.05), 1.0)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
+    if reference is not None or error_label:
+        axes.legend(fontsize=7, loc="lower right")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
 
 
 def line_chart(path: str | Path, xs: Sequence[float], series: dict[str, Sequence[tuple[float, float]]],
-               title: str = "", xlabel: str = "", ylabel: str = "") -> None:
-    """One line with ± error bars per series (values given as (mean, std) per x), log x-axis."""
+               title: str = "", xlabel: str = "", ylabel: str = "",
+               reference: float | None = None) -> None:
+    """One line with ± error bars per series (values given as (mean, std) per x), log x-axis,
+    ``reference`` as a dashed teacher line; ``subdistill`` in a salient colour."""
     figure = Figure(figsize=(5.5, 3.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, points in series.items():
+        salient = name == "subdistill"
         axes.errorbar(xs, [m for m, _ in points], yerr=[s for _, s in points], marker="o",
-                      capsize=3, label=name)
+                      capsize=3, label=name, color=SALIENT if salient else None,
+                      linewidth=2.2 if salient else 1.5)
+    if reference is not None:
+        axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="teacher")
     axes.set_xscale("log")
     axes.set_xticks(list(xs), [f"{x:g}" for x in xs])
     axes.xaxis.set_minor_formatter(NullFormatter())
@@ -58,7 +75,7 @@ def scatter_chart(path: str | Path, points: dict[str, tuple[float, float]], titl
     axes = figure.add_subplot()
     for name, (x, y) in points.items():
         marker, size, colour = {"teacher": ("*", 140, "black"),
-                                "subdistill": ("o", 60, "#d62728")}.get(name, ("o", 30, "#4c72b0"))
+                                "subdistill": ("o", 60, SALIENT)}.get(name, ("o", 30, PLAIN))
         axes.scatter([x], [y], marker=marker, s=size, color=colour)
         axes.annotate(name, (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
     axes.set_xscale("log")
@@ -71,19 +88,22 @@ def scatter_chart(path: str | Path, points: dict[str, tuple[float, float]], titl
 
 def curve_chart(path: str | Path, series: Mapping[str, Sequence[tuple[float, float]]],
                 reference: float | None = None, title: str = "", xlabel: str = "",
-                ylabel: str = "") -> None:
-    """One line per series of (x, y) points on a log2 x-axis, and ``reference`` as a dashed
-    horizontal line; a series called ``subdistill`` is drawn in a salient colour."""
+                ylabel: str = "", log_x: bool = True,
+                reference_label: str = "full teacher") -> None:
+    """One line per series of (x, y) points on a log2 (or linear) x-axis, and ``reference``
+    as a dashed horizontal line; a series called ``subdistill`` is drawn in a salient colour."""
     figure = Figure(figsize=(5.5, 3.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, points in series.items():
         salient = name == "subdistill"
         axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name,
-                  color="#d62728" if salient else None, linewidth=2.2 if salient else 1.5)
+                  color=SALIENT if salient else None, linewidth=2.2 if salient else 1.5)
     if reference is not None:
-        axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="full teacher")
-    axes.set_xscale("log", base=2)
+        axes.axhline(reference, color="black", linestyle="--", linewidth=1,
+                     label=reference_label)
+    if log_x:
+        axes.set_xscale("log", base=2)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)

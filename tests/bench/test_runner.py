@@ -179,6 +179,10 @@ def test_ledger_lets_a_fresh_machine_skip_finished_cells_and_rebuild_the_report(
         assert curve and all(len(point) == 3 for point in curve)
         assert int(row["epochs_to_95"]) >= 1 and float(row["prepare_seconds"]) >= 0
     summary = (out / "summary.md").read_text()
+    assert "| / teacher |" in summary and "epochs to 95 %" in summary
+    assert "within one standard error of the best mean" in summary
+    for name in ("confusable_time.png", "confusable_bars.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
     # a fresh machine: no run directory, no cache; nothing is trained again
     shutil.rmtree(out)
@@ -226,3 +230,19 @@ def test_ledger_rows_of_other_settings_are_not_reused(bench_file, capsys):
     with open(ledger) as handle:
         second = {r["fingerprint"] for r in csv.DictReader(handle)}
     assert len(second) == 2 + 8 - 1 and not first & second  # every row replaced
+
+
+def test_bold_marks_every_method_within_one_standard_error_of_the_best():
+    from subdistill.bench.report import format_report
+
+    def rows(method, values):
+        return [{"stage": "final", "subtask": "s", "method": method, "rho": 0.8, "seed": i,
+                 "test_accuracy": v, "teacher_test_accuracy": 0.9} for i, v in enumerate(values)]
+
+    # best mean 0.80 (std 0.03, SE 0.017): 0.79 is within, 0.70 is not
+    table = format_report(rows("a", [0.77, 0.80, 0.83]) + rows("b", [0.79, 0.79, 0.79])
+                          + rows("c", [0.70, 0.70, 0.70]), {})
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()
+             if line.startswith("| ") and "±" in line}
+    assert "**0.8000" in lines["a"] and "**0.7900" in lines["b"] and "**" not in lines["c"]
+    assert "88.9%" in lines["a"]  # the student / teacher ratio

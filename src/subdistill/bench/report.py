@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..plots import bar_chart, line_chart, scatter_chart
+from ..plots import bar_chart, curve_chart, line_chart, scatter_chart
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float], dict[str, list[float]]]:
@@ -25,34 +26,80 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _within_one_se(stats: Mapping[str, tuple[float, float]],
+                   counts: Mapping[str, int]) -> set[str]:
+    """The methods whose mean is within one standard error of the best mean."""
+    best = max(stats, key=lambda m: stats[m][0])
+    mean, std = stats[best]
+    margin = std / math.sqrt(counts[best]) if counts[best] > 1 else 0.0
+    return {m for m, (value, _) in stats.items() if value >= mean - margin - 1e-12}
+
+
+def convergence(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float, str], dict[str, str]]:
+    """Per (subtask, rho, method): the median epochs and minutes to 95 % of the run's best
+    validation accuracy, how many runs plateaued, and the mean minutes per run (training and
+    preparation), from the ledger columns (blank where the rows lack them)."""
+    grouped: dict[tuple[str, float, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[(row["subtask"], float(row["rho"]), row["method"])].append(row)
+
+    def numbers(group, key):
+        return [float(r[key]) for r in group if r.get(key) not in (None, "")]
+
+    table = {}
+    for key, group in grouped.items():
+        epochs, seconds = numbers(group, "epochs_to_95"), numbers(group, "seconds_to_95")
+        minutes = [(float(r["seconds"]) + float(r.get("prepare_seconds") or 0)) / 60
+                   for r in group if r.get("seconds") not in (None, "")]
+        flags = [r.get("plateaued") for r in group if r.get("plateaued") in ("yes", "no")]
+        table[key] = {
+            "epochs_to_95": f"{statistics.median(epochs):g}" if epochs else "",
+            "minutes_to_95": f"{statistics.median(seconds) / 60:.1f}" if seconds else "",
+            "plateaued": f"{flags.count('yes')}/{len(flags)}" if flags else "",
+            "minutes": f"{statistics.fmean(minutes):.1f}" if minutes else ""}
+    return table
+
+
 def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float],
                   agreement: Mapping[tuple[str, float], Mapping[str, Mapping[str, float]]]
                   | None = None) -> str:
-    """Markdown: per subtask and rho, test accuracy mean ± std over seeds for every method
-    (best in bold), the teacher's accuracy on the subtask and the chosen λ; where
+    """Markdown: per subtask and rho, every method's test accuracy mean ± std over seeds (in
+    bold every method within one standard error of the best mean), its share of the teacher's
+    subtask accuracy, the chosen λ, the convergence columns (:func:`convergence`); where
     ``agreement`` has the (subtask, rho), a column per attribution method with the students'
     mean heatmap correlation with the teacher (see :func:`bench_agreement`)."""
     teacher: dict[str, Any] = {row["subtask"]: row.get("teacher_test_accuracy") for row in rows}
+    converged = convergence(rows)
     lines = []
     for (subtask, rho), methods in sorted(aggregate(rows).items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         stats = {m: _mean_std(v) for m, v in methods.items()}
-        best = max(stats, key=lambda m: stats[m][0])
+        bold = _within_one_se(stats, {m: len(v) for m, v in methods.items()})
         explained = (agreement or {}).get((subtask, rho), {})
         attributions = sorted({a for scores in explained.values() for a in scores})
+        reference = float(teacher[subtask]) if teacher.get(subtask) not in (None, "") else None
         lines += [f"### {subtask}, rho = {rho:g}", "",
-                  f"teacher on the subtask: {float(teacher[subtask]):.4f}", "",
-                  "| method | λ | test accuracy (mean ± std) | runs |"
+                  "teacher on the subtask: " + ("n/a" if reference is None
+                                                else f"{reference:.4f}"), "",
+                  "| method | λ | test accuracy (mean ± std) | / teacher | runs | epochs to 95 % "
+                  "| min to 95 % | plateaued | min / run |"
                   + "".join(f" heatmap r ({a}) |" for a in attributions),
-                  "|---|---:|---:|---:|" + "---:|" * len(attributions)]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(attributions)]
         for method, (mean, std) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
             lam = lambdas.get((subtask, method))
             cell = f"{mean:.4f} ± {std:.4f}"
-            cell = f"**{cell}**" if method == best else cell
+            cell = f"**{cell}**" if method in bold else cell
+            share = "" if not reference else f"{mean / reference:.1%}"
+            c = converged.get((subtask, rho, method), {})
             scores = explained.get(method, {})
-            lines.append(f"| {method} | {'' if lam is None else f'{lam:g}'} | {cell} | "
-                         f"{len(methods[method])} |"
+            lines.append(f"| {method} | {'' if lam is None else f'{lam:g}'} | {cell} | {share} | "
+                         f"{len(methods[method])} | {c.get('epochs_to_95', '')} | "
+                         f"{c.get('minutes_to_95', '')} | {c.get('plateaued', '')} | "
+                         f"{c.get('minutes', '')} |"
                          + "".join(f" {scores[a]:.3f} |" if a in scores else " |"
                                    for a in attributions))
+        lines += ["", "Bold: within one standard error of the best mean. Epochs and minutes to "
+                  "95 %: to 95 % of the run's own best validation accuracy (median over seeds); "
+                  "plateaued: runs whose last quarter of epochs added < 0.3 points."]
         if attributions:
             lines += ["", "heatmap r: mean Pearson correlation of the student's patch-pooled "
                       "heatmaps with the teacher's on the same test images (one seed)."]
@@ -124,6 +171,7 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
                + format_selection(selection, lambdas)
                + (format_deployment(deployment) if deployment else ""))
     groups = aggregate(rows)
+    teacher = _teacher_accuracies(rows)
     if deployment:
         _latency_plots(out, rows, groups, deployment)
     for subtask in sorted({s for s, _ in groups}):
@@ -131,14 +179,42 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
         top = groups[(subtask, rhos[-1])]
         methods = sorted(top)
         stats = [_mean_std(top[m]) for m in methods]
+        seeds = max(len(v) for v in top.values())
         bar_chart(out / f"{subtask}_bars.png", methods, [m for m, _ in stats],
                   errors=[s for _, s in stats], title=f"{subtask}, rho = {rhos[-1]:g}",
-                  ylabel="test accuracy")
+                  ylabel="test accuracy", reference=teacher.get(subtask),
+                  error_label=f"± std over {seeds} seeds")
         series: dict[str, Sequence[tuple[float, float]]] = {
             m: [_mean_std(groups[(subtask, r)][m]) for r in rhos] for m in methods
                   if all(m in groups[(subtask, r)] for r in rhos)}
-        line_chart(out / f"{subtask}_rho.png", rhos, series, title=subtask,
-                   xlabel="training fraction rho", ylabel="test accuracy")
+        line_chart(out / f"{subtask}_rho.png", rhos, series,
+                   title=f"{subtask} (± std over {seeds} seeds)",
+                   xlabel="training fraction rho", ylabel="test accuracy",
+                   reference=teacher.get(subtask))
+        _time_plot(out, subtask, rhos[-1], rows, teacher.get(subtask))
+
+
+def _teacher_accuracies(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The teacher's test accuracy per subtask, where the rows have it."""
+    return {row["subtask"]: float(row["teacher_test_accuracy"]) for row in rows
+            if row.get("teacher_test_accuracy") not in (None, "")}
+
+
+def _time_plot(out: Path, subtask: str, rho: float, rows: Sequence[Mapping[str, Any]],
+               teacher: float | None) -> None:
+    """Validation accuracy against training minutes of every method's lowest-seed run at
+    ``rho`` (time-to-accuracy), from the ledger's ``curve`` column; none without curves."""
+    runs = sorted((r for r in rows if r["subtask"] == subtask and float(r["rho"]) == rho
+                   and r.get("curve")), key=lambda r: int(r["seed"]))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in runs:
+        series.setdefault(row["method"], [(s / 60, a) for _, s, a in json.loads(row["curve"])])
+    if not series:
+        return
+    seed = min(int(r["seed"]) for r in runs)
+    curve_chart(out / f"{subtask}_time.png", series, reference=teacher,
+                title=f"{subtask}, rho = {rho:g}, seed {seed}", xlabel="training minutes",
+                ylabel="validation accuracy", log_x=False, reference_label="teacher (test)")
 
 
 def _latency_plots(out: Path, rows: Sequence[Mapping[str, Any]],
