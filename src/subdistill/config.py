@@ -80,6 +80,7 @@ class TeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/teacher"
     imports: list[str] = field(default_factory=list)
+    label_smoothing: float = 0.0  # of the cross-entropy (method student-only's option)
 
 
 def _type_name(tp: Any) -> str:

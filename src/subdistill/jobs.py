@@ -11,6 +11,7 @@ from torch import nn
 from .config import DataConfig, DistillConfig, ModelConfig, TeacherConfig, to_dict
 from .data import ImageDataset, Subtask, SubtaskSplits, load_dataset, make_splits
 from .errors import ConfigError
+from .methods import build_method
 from .methods.subdistill import SubDistill
 from .models import count_parameters, create_model
 from .models.restricted import restrict_teacher
@@ -155,6 +156,7 @@ def check_config(config: DistillConfig,
 def check_teacher_config(config: TeacherConfig) -> str:
     """Validate a teacher config without training: the data, the model and its output width
     on one image, the validation split. Returns a report."""
+    build_method("student-only", label_smoothing=config.label_smoothing)  # its range
     train_full, test_full = load_full_data(config.data)
     model = build_model(config.model, len(train_full.classes), train_full.image_shape[0])
     every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
@@ -170,15 +172,18 @@ def check_teacher_config(config: TeacherConfig) -> str:
 def train_classifier(model: nn.Module, train_full: ImageDataset, test_full: ImageDataset,
                      config: TrainConfig, *, val_fraction: float = 0.2,
                      run_dir: str | Path | None = None, record: dict | None = None,
-                     resume: bool = False, overwrite: bool = False) -> DistillResult:
-    """Train ``model`` on every class with cross-entropy (a teacher): validation =
+                     resume: bool = False, overwrite: bool = False,
+                     label_smoothing: float = 0.0) -> DistillResult:
+    """Train ``model`` on every class with cross-entropy (a teacher; optionally with
+    ``label_smoothing``): validation =
     ``val_fraction`` of the official training images (seeded, stratified), training = the rest,
     test = the official test images; the best-validation weights are kept."""
     every_class = Subtask(tuple(range(len(train_full.classes))), tuple(train_full.classes), "all")
     splits = make_splits(train_full, test_full, every_class, rho=1 - val_fraction,
                          val_fraction=val_fraction, seed=config.seed)
+    options = {"label_smoothing": label_smoothing} if label_smoothing else {}
     return distill(None, model, splits.train, splits.val, method="student-only",
-                   test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume,
+                   options=options, test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume,
                    overwrite=overwrite)
 
 
@@ -190,4 +195,5 @@ def run_train_teacher(config: TeacherConfig, resume: bool = False,
     model = build_model(config.model, len(train_full.classes), train_full.image_shape[0])
     return train_classifier(model, train_full, test_full, config.train,
                             val_fraction=config.data.val_fraction, run_dir=config.run_dir,
-                            record=to_dict(config), resume=resume, overwrite=overwrite)
+                            record=to_dict(config), resume=resume, overwrite=overwrite,
+                            label_smoothing=config.label_smoothing)

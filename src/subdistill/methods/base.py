@@ -114,6 +114,7 @@ OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
     "ce_weight": (0.0, 1e6, False), "kd_weight": (0.0, 1e6, False),
     "alpha": (0.0, 1e6, False), "beta": (0.0, 1e6, False), "warmup": (0.0, 1.0, False),
     "init_variance": (0.0, 1e6, True), "positions": (0, 10**7, False),
+    "label_smoothing": (0.0, 1.0, False),
 }
 
 

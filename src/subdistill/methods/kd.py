@@ -25,6 +25,8 @@ class StudentOnly(DistillMethod):
     name = "student-only"
     description = "cross-entropy on the labels, no teacher (also trains teachers)"
     needs_teacher = False
+    hparams = {"label_smoothing": 0.0}
 
     def forward(self, outputs: StepOutputs) -> dict[str, Tensor]:
-        return {"ce": F.cross_entropy(outputs.student_logits, outputs.labels)}
+        return {"ce": F.cross_entropy(outputs.student_logits, outputs.labels,
+                                      label_smoothing=self.options["label_smoothing"])}
