@@ -183,8 +183,8 @@ def train_classifier(model: nn.Module, train_full: ImageDataset, test_full: Imag
                          val_fraction=val_fraction, seed=config.seed)
     options = {"label_smoothing": label_smoothing} if label_smoothing else {}
     return distill(None, model, splits.train, splits.val, method="student-only",
-                   options=options, test=splits.test, config=config, run_dir=run_dir, record=record, resume=resume,
-                   overwrite=overwrite)
+                   options=options, test=splits.test, config=config, run_dir=run_dir,
+                   record=record, resume=resume, overwrite=overwrite)
 
 
 def run_train_teacher(config: TeacherConfig, resume: bool = False,
