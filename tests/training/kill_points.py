@@ -89,12 +89,14 @@ def bench_run(config_file: str, write: int | None = None, when: str = "before") 
 
 def run_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> contents), with wall-clock times dropped
-    (seconds in metrics, summaries and ledgers; a grid's measured latencies) and the folder's
+    (seconds in metrics, summaries and ledgers; a grid's measured latencies and training
+    times) and the folder's
     own path written ``<out>``."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name in ("checkpoint.pt", "deployment.json") or path.name.endswith("_latency.png"):
-            continue  # wall-clock times: the history, the measured latencies and their plots
+        if path.name in ("checkpoint.pt", "deployment.json") or path.name.endswith(
+                ("_latency.png", "_time.png")):
+            continue  # wall-clock times: the history, latencies, time-to-accuracy and plots
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             data = json.dumps([_without_seconds(row) for row in rows]).encode()
@@ -125,5 +127,15 @@ def _safetensors_content(path: Path) -> bytes:
     return b"|".join(parts)
 
 
+TIMES = {"seconds", "prepare_seconds", "seconds_to_95"}
+
+
 def _without_seconds(row):
-    return {k: v for k, v in row.items() if k != "seconds"} if isinstance(row, dict) else row
+    """A metrics, summary or ledger row without its wall-clock times (a ledger's validation
+    curve keeps its epochs and accuracies)."""
+    if not isinstance(row, dict):
+        return row
+    kept = {k: v for k, v in row.items() if k not in TIMES}
+    if kept.get("curve"):
+        kept["curve"] = [[epoch, accuracy] for epoch, _, accuracy in json.loads(kept["curve"])]
+    return kept
