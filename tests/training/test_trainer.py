@@ -216,3 +216,22 @@ def test_run_fingerprint_ignores_defaults_and_resumable_options():
         {"method": "kd", "train": asdict(TrainConfig(epochs=7, progress=False))})
     assert run_fingerprint(base) != run_fingerprint(
         {"method": "kd", "train": asdict(TrainConfig(epochs=8))})
+
+
+def test_a_run_logged_to_a_file_gives_one_plain_line_per_epoch(capsys, caplog):
+    # stderr is not a terminal here: no progress bars (no \r, no escape codes), one line
+    # per epoch, with or without progress: true
+    import logging
+
+    from conftest import TinyCNN
+    from subdistill.training import distill
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 8, 8), torch.arange(32) % 3)
+    with caplog.at_level(logging.INFO, logger="subdistill"):
+        distill(None, TinyCNN((4, 4)), data, data, method="student-only", epochs=4,
+                batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b[" not in err
+    lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert len(lines) == 4 and lines[0].startswith("student-only epoch 1/4: loss ")
+    assert all("val accuracy" in line for line in lines)

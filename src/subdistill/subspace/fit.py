@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..console import show_bars
 from ..distributed import all_reduce_sum
 from ..errors import BasisError, NonFiniteError
 from ..modes import frozen
@@ -143,7 +144,7 @@ class SubspaceStatistics:
         logit margin down to the shallowest tapped layer only."""
         with frozen(teacher), LayerTaps(teacher, self.layers, grad_leaves=True) as taps:
             to_layout(teacher, channels_last)
-            for batch in tqdm(loader, desc="fitting subspaces", disable=not progress,
+            for batch in tqdm(loader, desc="fitting subspaces", disable=not show_bars(progress),
                               leave=False):
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with autocast(device, precision):

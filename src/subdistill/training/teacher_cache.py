@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from ..atomic import write_text
+from ..console import show_bars
 from ..data.augment import Augment
 from ..distributed import even_shard, is_main
 from ..fingerprint import model_fingerprint
@@ -196,7 +197,8 @@ def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Ten
         return stores[name]
 
     tapped = list(dict.fromkeys([*layers, *(statistics.layers if statistics else [])]))
-    steps = tqdm(total=copies * -(-n // batch_size), desc="teacher cache", disable=not progress)
+    steps = tqdm(total=copies * -(-n // batch_size), desc="teacher cache",
+                 disable=not show_bars(progress))
     with ExitStack() as stack:
         stack.enter_context(frozen(teacher))
         taps = stack.enter_context(LayerTaps(teacher, tapped, grad_leaves=True))

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..console import show_bars
 from ..data.augment import Augment, build_augment
 from ..data.subtask import Subtask
 from ..distributed import is_distributed, is_main, local_device, main_first
@@ -111,14 +112,25 @@ class RunCache:
             progress=cfg.progress and is_main(), statistics=stats)
 
 
+def epoch_line(method: str, row: Mapping[str, Any], epochs: int) -> str:
+    """One readable log line for an epoch's metrics row."""
+    val = row.get("val_accuracy")
+    return (f"{method} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train accuracy "
+            f"{row['train_accuracy']:.4f}" + ("" if val is None else f", val accuracy {val:.4f}")
+            + f", lr {row['lr']:.3g}, {row['seconds']:.1f} s")
+
+
 def _train(runner: EpochRunner, state: TrainingState, files: RunFiles,
            settings: Mapping[str, str], method: str, classes: int) -> None:
     """Epochs from where ``state`` stands to the last: record, save, warn once on collapse."""
-    cfg, progress, warned = runner.cfg, runner.cfg.progress and is_main(), False
-    bar = tqdm(range(state.epochs_done, cfg.epochs), desc=method, disable=not progress,
+    cfg, warned = runner.cfg, False
+    bars = show_bars(cfg.progress and is_main())
+    bar = tqdm(range(state.epochs_done, cfg.epochs), desc=method, disable=not bars,
                initial=state.epochs_done, total=cfg.epochs)
     for _ in bar:
-        row = runner(state, progress)
+        row = runner(state, bars)
+        if not bars and is_main():
+            log.info("%s", epoch_line(method, row, cfg.epochs))
         improved = state.record(row)
         collapse = None if warned else collapse_message(state.history, classes, cfg.epochs)
         if collapse is not None and is_main():
