@@ -61,11 +61,12 @@ class ChannelNormalization(nn.Module):
             self.running_mean.lerp_(mean.detach(), self.momentum)
         return x - mean[:, None, None]
 
-    def moments(self, x: Tensor, raw: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
+    def moments(self, x: Tensor, raw: Tensor, offset: Tensor,
+                raw_sum: Tensor) -> tuple[Tensor, Tensor]:
         """``(Σ t nᵀ, Σ‖n‖²)`` of the training-mode normalised map ``n = self(x)`` and the
         target ``t = raw − offset`` (maps (B, k, H, W), offset per channel; sums over batch and
-        positions), from the batch's channel moments without forming ``n`` or ``t``; updates
-        the running mean as :meth:`forward` does."""
+        positions; ``raw_sum``: Σ raw per channel), from the batch's channel moments without
+        forming ``n`` or ``t``; updates the running mean as :meth:`forward` does."""
         cross, sums, squares = channel_moments(raw, x)  # Σ raw xᵀ, Σ x, Σ x²
         if self.mode == "none":
             return cross - torch.outer(offset, sums), squares.sum()
@@ -74,7 +75,7 @@ class ChannelNormalization(nn.Module):
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
         # Σ t (x − mean)ᵀ = Σ raw (x − mean)ᵀ: the offset term vanishes on centred maps
-        cross = cross - torch.outer(raw.sum(dim=(0, 2, 3)), mean)
+        cross = cross - torch.outer(raw_sum, mean)
         centred = squares - positions * mean.square()  # positions · variance
         if self.mode == "center":
             return cross, centred.sum()
@@ -136,7 +137,12 @@ class SubspaceHead(nn.Module):
     def target(self, teacher_map: Tensor) -> Tensor:
         """Teacher coordinates ``Uᵀ(T − μ)`` at every position, (B, k, H, W), computed as a
         channel-wise matrix product (:func:`~subdistill.taps.channel_matmul`)."""
-        return channel_matmul(teacher_map, self.U) - (self.mean @ self.U)[:, None, None]
+        raw, offset = self._projection(teacher_map)
+        return raw - offset[:, None, None]
+
+    def _projection(self, teacher_map: Tensor) -> tuple[Tensor, Tensor]:
+        """``(Uᵀ T, Uᵀ μ)``: the target is their difference."""
+        return channel_matmul(teacher_map, self.U), self.mean @ self.U
 
     def prediction(self, student_map: Tensor) -> Tensor:
         """Student coordinates ``s · Q · n(S)`` at every position, (B, k, H, W)."""
@@ -153,11 +159,12 @@ class SubspaceHead(nn.Module):
         if not self.training:
             return subspace_loss(self.prediction(student_map), self.target(teacher_map),
                                  self.energy)
-        raw, offset = channel_matmul(teacher_map, self.U), self.mean @ self.U  # t = raw − offset
-        cross, norm_sq = self.norm.moments(student_map, raw, offset)
+        raw, offset = self._projection(teacher_map)  # target t = raw − offset
+        raw_sum = raw.sum(dim=(0, 2, 3))
+        cross, norm_sq = self.norm.moments(student_map, raw, offset, raw_sum)
         positions = raw.numel() // raw.shape[1]
-        target_sq = (torch.linalg.vector_norm(raw).square()
-                     - 2 * offset @ raw.sum(dim=(0, 2, 3)) + positions * offset.square().sum())
+        target_sq = (torch.linalg.vector_norm(raw).square() - 2 * offset @ raw_sum
+                     + positions * offset.square().sum())
         scale = 1.0 if self.log_scale is None else self.log_scale.exp()
         return subspace_loss_from_moments(cross, norm_sq, target_sq,
                                           cast(Tensor, self.rotation.weight), scale, positions,
