@@ -52,6 +52,17 @@ def test_crop_is_a_window_of_the_zero_padded_image(batch):
     assert build_augment("crop", 8).pad == 1 and build_augment("crop", 224).pad == 28
 
 
+def test_translate_is_a_window_of_the_mirrored_image(batch):
+    torch.manual_seed(0)
+    out = build_augment("translate-flip", 32)(batch)
+    padded = F.pad(batch, (2, 2, 2, 2), mode="reflect")
+    for i in range(len(batch)):
+        windows = [padded[i, :, t:t + 32, left:left + 32] for t in range(5) for left in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    # no flat zero margin as with the zero-padded crop
+    assert not any(torch.equal(o[:, :, :1], torch.zeros_like(o[:, :, :1])) for o in out)
+
+
 def test_flip_flips_some_samples(batch):
     torch.manual_seed(0)
     out = build_augment("flip", 32)(batch)

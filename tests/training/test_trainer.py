@@ -171,6 +171,13 @@ def test_warmup_then_cosine_schedule():
     assert schedule_factor("step", 5, 10, 2, 0.5, warmup_epochs=1) == pytest.approx(0.25)
 
 
+def test_warmup_then_linear_schedule_is_triangular():
+    from subdistill.training.optim import schedule_factor
+
+    factors = [schedule_factor("linear", e, 6, 1, 0.5, warmup_epochs=2) for e in range(6)]
+    assert factors == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.5, 0.25])
+
+
 def test_bf16_channels_last_training_runs(tmp_path):
     _, _, result = _run(tmp_path, method="fitnet", precision="bf16", channels_last=True,
                         epochs=2)

@@ -18,15 +18,16 @@ Augment = Callable[[Tensor], Tensor]
 
 
 class RandomCrop:
-    """Pad each side by ``pad`` zeros (the mean colour, images being normalised) and crop back
-    to the original size at a random offset per sample."""
+    """Pad each side by ``pad`` pixels and crop back to the original size at a random offset per
+    sample. ``mode`` ``constant`` pads zeros (the mean colour, images being normalised);
+    ``reflect`` mirrors the border (a translation that invents no flat margin)."""
 
-    def __init__(self, pad: int) -> None:
-        self.pad = pad
+    def __init__(self, pad: int, mode: str = "constant") -> None:
+        self.pad, self.mode = pad, mode
 
     def __call__(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        padded = F.pad(x, (self.pad,) * 4)
+        padded = F.pad(x, (self.pad,) * 4, mode=self.mode)
         top = torch.randint(0, 2 * self.pad + 1, (b, 1), device=x.device)
         left = torch.randint(0, 2 * self.pad + 1, (b, 1), device=x.device)
         rows = (top + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
@@ -144,6 +145,8 @@ AUGMENTS.register("flip", lambda size: random_flip)
 AUGMENTS.register("crop-flip", lambda size: _compose(_crop(size), random_flip))
 AUGMENTS.register("crop-flip-cutout", lambda size: _compose(_crop(size), random_flip,
                                                              Cutout(max(1, size // 2))))
+AUGMENTS.register("translate-flip", lambda size: _compose(
+    RandomCrop(max(1, size // 16), mode="reflect"), random_flip))
 AUGMENTS.register("resized-crop-flip", lambda size: _compose(RandomResizedCrop(), random_flip))
 
 
@@ -152,6 +155,8 @@ def build_augment(name: str, image_size: int) -> Augment | None:
 
     ``crop`` pads by ``max(1, image_size // 8)`` (4 for 32 px); ``crop-flip`` is the CIFAR
     recipe, ``crop-flip-cutout`` adds a cutout square of half the image side (16 px on 32 px),
-    ``resized-crop-flip`` is the ImageNet recipe.
+    ``translate-flip`` shifts by up to ``max(1, image_size // 16)`` pixels (2 for 32 px) over a
+    mirrored border, as the fast CIFAR-10 recipes do; ``resized-crop-flip`` is the ImageNet
+    recipe.
     """
     return AUGMENTS.get(name)(image_size)

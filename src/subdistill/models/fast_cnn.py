@@ -38,10 +38,13 @@ def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
 class FastCNN(nn.Module):
     """Stem (3×3 conv, BN, GELU), stages ``layer1`` … ``layerN`` (:func:`_stage`), global
     max-pool, linear classifier whose logits are multiplied by ``logit_scale`` (the max-pooled
-    features are large: unscaled, the first steps diverge at usual learning rates)."""
+    features are large: unscaled, the first steps diverge at usual learning rates). With
+    ``norm_scales`` false every batch norm's scale stays 1 and only its shift is learnt, as in
+    the fast CIFAR-10 recipes."""
 
     def __init__(self, widths: Sequence[int], num_classes: int, in_channels: int = 3,
-                 stem_width: int = 32, logit_scale: float = 0.125) -> None:
+                 stem_width: int = 32, logit_scale: float = 0.125,
+                 norm_scales: bool = True) -> None:
         super().__init__()
         stem_width = check_width("stem_width", stem_width)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
@@ -53,6 +56,9 @@ class FastCNN(nn.Module):
         self.num_stages = len(widths)
         self.fc = nn.Linear(channels, num_classes)
         self.logit_scale = logit_scale
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.requires_grad_(norm_scales)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
@@ -64,13 +70,14 @@ class FastCNN(nn.Module):
 @register_model("fast_cnn")
 def fast_cnn(num_classes: int, in_channels: int = 3, pretrained: bool = False,
              widths: Sequence[int] = (64, 256, 256), stem_width: int = 32,
-             logit_scale: float = 0.125) -> FastCNN:
+             logit_scale: float = 0.125, norm_scales: bool = True) -> FastCNN:
     """VGG-style fast-training CNN (1 to 5 stages, each halving the resolution); the default
-    widths are those of the fast CIFAR-10 recipes (64-256-256)."""
+    widths are those of the fast CIFAR-10 recipes (64-256-256); ``norm_scales: false`` freezes
+    the batch norms' scales at 1."""
     reject_pretrained("fast_cnn", pretrained)
     if not 1 <= len(widths) <= MAX_STAGES:
         raise ModelError(f"widths must have 1 to {MAX_STAGES} entries (one per stage), got "
                          f"{tuple(widths)}.")
     if not 0 < logit_scale < float("inf"):
         raise ModelError(f"logit_scale must be positive and finite, got {logit_scale}.")
-    return FastCNN(widths, num_classes, in_channels, stem_width, logit_scale)
+    return FastCNN(widths, num_classes, in_channels, stem_width, logit_scale, norm_scales)

@@ -56,6 +56,12 @@ def _cosine(epoch: int, epochs: int, step_size: int, gamma: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
 
 
+@register_schedule("linear")
+def _linear(epoch: int, epochs: int, step_size: int, gamma: float) -> float:
+    """Straight down to 0 (after a warm-up: the triangular schedule of fast CIFAR recipes)."""
+    return 1.0 - epoch / max(epochs, 1)
+
+
 @register_schedule("constant")
 def _constant(epoch: int, epochs: int, step_size: int, gamma: float) -> float:
     return 1.0
@@ -71,7 +77,7 @@ def schedule_factor(name: str, epoch: int, epochs: int, step_size: int, gamma: f
                     warmup_epochs: int = 0) -> float:
     """Learning-rate multiplier for 0-based ``epoch``: a linear warm-up over ``warmup_epochs``
     (epoch e gets (e+1)/(warmup+1)), then schedule ``name`` over the remaining epochs (step:
-    ×gamma every step_size epochs; cosine to 0; constant)."""
+    ×gamma every step_size epochs; cosine or linear to 0; constant)."""
     factor = SCHEDULES.get(name)
     if epoch < warmup_epochs:
         return (epoch + 1) / (warmup_epochs + 1)
