@@ -64,6 +64,13 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
     weights = [json.loads(r["layer_weights"]) for r in final if r["method"] == "subdistill"]
     assert all(set(w) == {"layer/layer3"} and w["layer/layer3"] > 0 for w in weights)
     assert "raw layer weights of the chosen run" in summary
+    assert "### confusable, rho = 0.8: test accuracy per class" in summary
+    assert "(rows: true class, columns: prediction; test images summed over 2 seeds)" in summary
+    for row in final:
+        per_class, confusion = (json.loads(row[k]) for k in ("test_per_class_accuracy",
+                                                              "test_confusion"))
+        assert len(per_class) == len(confusion) >= 2
+        assert sum(map(sum, confusion)) > 0
     for name in ("confusable_bars.png", "confusable_rho.png", "confusable_latency.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     deployment = json.loads((out / "deployment.json").read_text())["figures"]
@@ -114,7 +121,8 @@ def test_agreement_columns_join_the_tables_and_are_reused(bench_file):
     assert main(["bench", str(bench_file)]) == 0
     summary = (out / "summary.md").read_text()
     assert "| heatmap r (ig) | heatmap r (lrp) |" in summary
-    rows = [line for line in summary.splitlines() if line.startswith(("| kd |", "| subdistill |"))]
+    rows = [line for line in summary.splitlines()
+            if line.startswith(("| kd |", "| subdistill |")) and "±" in line]
     assert len(rows) == 2
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -246,3 +254,22 @@ def test_bold_marks_every_method_within_one_standard_error_of_the_best():
              if line.startswith("| ") and "±" in line}
     assert "**0.8000" in lines["a"] and "**0.7900" in lines["b"] and "**" not in lines["c"]
     assert "88.9%" in lines["a"]  # the student / teacher ratio
+
+
+def test_per_class_table_averages_seeds_and_sums_the_best_confusion():
+    from subdistill.bench.report import format_per_class
+
+    def row(method, seed, accuracy, shares, confusion):
+        return {"stage": "final", "subtask": "s", "method": method, "rho": 0.8, "seed": seed,
+                "test_accuracy": accuracy, "test_per_class_accuracy": json.dumps(shares),
+                "test_confusion": json.dumps(confusion)}
+
+    table = format_per_class([
+        row("a", 0, 0.75, {"cat": 1.0, "dog": 0.5}, [[2, 0], [1, 1]]),
+        row("a", 1, 0.75, {"cat": 0.5, "dog": 1.0}, [[1, 1], [0, 2]]),
+        row("b", 0, 0.5, {"cat": 0.5, "dog": 0.5}, [[1, 1], [1, 1]])])
+    assert "| a | 0.750 | 0.750 |" in table and "| b | 0.500 | 0.500 |" in table
+    assert "Confusion matrix of a" in table and "summed over 2 seeds" in table
+    assert "| cat | 3 | 1 |" in table and "| dog | 1 | 3 |" in table
+    assert format_per_class([{k: v for k, v in r.items() if k != "test_per_class_accuracy"}
+                             for r in [row("a", 0, 0.7, {}, [])]]) == ""

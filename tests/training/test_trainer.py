@@ -64,6 +64,12 @@ def test_run_directory_contents(tmp_path):
     assert summary["best_epoch"] == result.best_epoch
     assert result.best_val_accuracy == max(r["val_accuracy"] for r in rows)
     assert 0 <= result.test_accuracy <= 1 and result.teacher_test_accuracy is not None
+    confusion = torch.tensor(summary["test_confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == 24  # every test image counted
+    assert confusion.trace() / 24 == pytest.approx(result.test_accuracy)
+    per_class = summary["test_per_class_accuracy"]
+    assert list(per_class) == ["0", "1", "2"]  # TensorDataset: no class names
+    assert per_class["1"] == pytest.approx(confusion[1, 1] / confusion[1].sum())
 
 
 def test_bases_fit_with_student_widths_and_reused(tmp_path):

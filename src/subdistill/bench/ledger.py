@@ -15,12 +15,16 @@ from ..errors import ConfigError
 from .convergence import plateau_gain, plateaued, time_to_share, validation_curve
 
 COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
-           "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "student_parameters",
+           "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "test_per_class_accuracy",
+           "test_confusion", "student_parameters",
            "epochs", "seconds", "prepare_seconds", "plateau_gain", "plateaued", "epochs_to_95",
            "seconds_to_95", "curve", "layer_weights", "fingerprint", "run_dir"]
 """The columns of ``results.csv`` and of a ledger (``curve``: JSON [epoch, training seconds,
-validation accuracy] per validation; ``seconds``: training epochs; ``prepare_seconds``: fit,
-cache and calibration before them)."""
+validation accuracy] per validation; ``test_per_class_accuracy``: JSON class -> accuracy;
+``test_confusion``: JSON rows of true classes; ``seconds``: training epochs;
+``prepare_seconds``: fit, cache and calibration before them)."""
+JSON_COLUMNS = ("layer_weights", "test_per_class_accuracy", "test_confusion")
+"""The columns written as JSON (mappings and matrices)."""
 
 Key = tuple[str, str, str, str, str, str]
 

@@ -107,6 +107,55 @@ def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, flo
     return "\n".join(lines)
 
 
+def _parsed(row: Mapping[str, Any], key: str) -> Any:
+    """A JSON column of a row (parsed or CSV), None where it is blank or absent."""
+    value = row.get(key)
+    if value in (None, "", "{}"):
+        return None
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def format_per_class(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: per subtask, at its largest rho, each method's test accuracy per class (mean
+    over seeds) and the confusion matrix (summed over seeds) of the method with the best mean
+    test accuracy; empty when the rows have no per-class columns."""
+    groups = aggregate(rows)
+    lines: list[str] = []
+    for subtask in sorted({s for s, _ in groups}):
+        rho = max(r for s, r in groups if s == subtask)
+        group = [r for r in rows if r["subtask"] == subtask and float(r["rho"]) == rho
+                 and _parsed(r, "test_per_class_accuracy")]
+        if group:
+            lines += _per_class_table(subtask, rho, group, groups[(subtask, rho)])
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _per_class_table(subtask: str, rho: float, group: Sequence[Mapping[str, Any]],
+                     accuracies: Mapping[str, list[float]]) -> list[str]:
+    classes = list(_parsed(group[0], "test_per_class_accuracy"))
+    header = ["| method | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines = [f"### {subtask}, rho = {rho:g}: test accuracy per class", "", *header]
+    for method in sorted(accuracies, key=lambda m: -statistics.fmean(accuracies[m])):
+        shares = [_parsed(r, "test_per_class_accuracy") for r in group if r["method"] == method]
+        cells = []
+        for name in classes:
+            values = [share[name] for share in shares if share.get(name) is not None]
+            cells.append(f"{statistics.fmean(values):.3f}" if values else "")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    best = max(accuracies, key=lambda m: statistics.fmean(accuracies[m]))
+    matrices = [m for m in (_parsed(r, "test_confusion") for r in group if r["method"] == best)
+                if m]
+    if matrices:
+        total = [[sum(m[i][j] for m in matrices) for j in range(len(classes))]
+                 for i in range(len(classes))]
+        lines += ["", f"Confusion matrix of {best} (rows: true class, columns: prediction; "
+                  f"test images summed over {len(matrices)} seeds):", "",
+                  header[0].replace("| method |", "| true \\ predicted |"), header[1]]
+        lines += [f"| {name} | " + " | ".join(str(v) for v in counts) + " |"
+                  for name, counts in zip(classes, total)]
+    return lines + [""]
+
+
 def format_selection(selection: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, float]) -> str:
     """Markdown: per subtask, the validation accuracy of every λ candidate of every method
     (the runs that chose λ), the chosen one in bold, and the raw layer weights that the
@@ -158,7 +207,8 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
                  | None = None, selection: Sequence[Mapping[str, Any]] = (),
                  deployment: Mapping[str, Mapping[str, float]] | None = None,
                  missing: Sequence[str] = ()) -> None:
-    """Write ``summary.md`` (see :func:`format_report`, then :func:`format_selection` of the
+    """Write ``summary.md`` (see :func:`format_report`, :func:`format_per_class`, then
+    :func:`format_selection` of the
     ``selection`` runs and, with ``deployment``, :func:`format_deployment`; ``missing``: the
     grid's cells without a run, listed first), a bar chart per
     subtask (largest rho), an accuracy-versus-rho plot per subtask and, with ``deployment``,
@@ -168,7 +218,7 @@ def write_report(out: Path, rows: Sequence[Mapping[str, Any]], lambdas: Mapping[
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "summary.md",
                "# Benchmark summary\n\n" + gaps + format_report(rows, lambdas, agreement)
-               + format_selection(selection, lambdas)
+               + format_per_class(rows) + format_selection(selection, lambdas)
                + (format_deployment(deployment) if deployment else ""))
     groups = aggregate(rows)
     teacher = _teacher_accuracies(rows)

@@ -21,7 +21,7 @@ from ..training.config import run_fingerprint
 from .check import check_bench
 from .config import BenchConfig
 from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
-from .ledger import COLUMNS, Ledger, convergence_columns
+from .ledger import COLUMNS, JSON_COLUMNS, Ledger, convergence_columns
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
     with open(run_dir / "metrics.jsonl") as handle:
         history = [json.loads(line) for line in handle if line.strip()]
     row = {**_key_row(cell),
-           **{k: summary[k] for k in COLUMNS if k in summary and k != "layer_weights"},
-           "layer_weights": json.dumps(summary.get("layer_weights", {})),
+           **{k: summary[k] for k in COLUMNS if k in summary and k not in JSON_COLUMNS},
+           **{k: json.dumps(summary.get(k, {})) for k in JSON_COLUMNS},
            **convergence_columns(history, int(summary["epochs"])), "fingerprint": fingerprint}
     if ledger is not None:
         ledger.record(row)
