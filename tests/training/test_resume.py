@@ -80,3 +80,23 @@ def test_checkpoint_is_checked(config_file, tmp_path):
         load_checkpoint(checkpoint, "0" * 16)
     assert main(["distill", str(config_file), "--set", f"run_dir={run}", "--set", "train.epochs=1",
                  "--resume"]) == 2
+
+
+def test_finished_run_is_extended_with_more_epochs(config_file, tmp_path, capsys):
+    run = tmp_path / "extended"
+    base = ["distill", str(config_file), "--set", f"run_dir={run}", "--set", "train.epochs=2"]
+    assert main(base) == 0
+    first = _metrics(run)
+    assert main([*base[:-1], "train.epochs=4", "--resume"]) == 0
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[:2] == first
+    # epochs 3 and 4 follow the cosine schedule over 4 epochs (not the finished one's 0)
+    lr = yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"]
+    assert [r["lr"] for r in rows[2:]] == pytest.approx([lr * 0.5, lr * (0.5 - 0.5 ** 0.5 / 2)])
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 4
+    capsys.readouterr()
+    # fewer epochs, or another setting changed with them, are still refused
+    assert main([*base[:-1], "train.epochs=3", "--resume"]) == 2
+    assert main([*base[:-1], "train.epochs=6", "--set", "train.lr=0.5", "--resume"]) == 2
+    assert "train.lr" in capsys.readouterr().err

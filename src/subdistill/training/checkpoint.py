@@ -57,10 +57,12 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, expected_hash: str,
-                    explain: Callable[[Mapping[str, str]], list[str]] | None = None
+                    explain: Callable[[Mapping[str, str]], list[str]] | None = None,
+                    accept: Callable[[Mapping[str, str]], bool] | None = None
                     ) -> dict[str, Any]:
-    """Read a checkpoint safely and check it was written by a run with the same settings;
-    ``explain(recorded settings)`` names the ones that changed in the error."""
+    """Read a checkpoint safely and check it was written by a run with the same settings,
+    or settings that ``accept(recorded settings)`` allows; ``explain(recorded settings)``
+    names the ones that changed in the error."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,7 +71,8 @@ def load_checkpoint(path: str | Path, expected_hash: str,
                               "start the run again") from None
     if not isinstance(state, dict) or "config_hash" not in state:
         raise CheckpointError(f"{path} is not a subdistill training checkpoint")
-    if state["config_hash"] != expected_hash:
+    if state["config_hash"] != expected_hash and not (
+            accept is not None and "settings" in state and accept(state["settings"])):
         changed = explain(state["settings"]) if explain and "settings" in state else []
         what = f" ({'; '.join(changed[:6])})" if changed else ""
         raise CheckpointError(f"checkpoint {path} was written by a run with other settings"

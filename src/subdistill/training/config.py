@@ -148,6 +148,18 @@ def changed_settings(before: Mapping[str, str], after: Mapping[str, str]) -> lis
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
+def extends(recorded: Mapping[str, str], current: Mapping[str, str]) -> bool:
+    """Whether settings ``current`` continue the run of ``recorded`` (both flattened by
+    :func:`resume_settings`) for more epochs: ``train.epochs`` grew and nothing else changed."""
+    key = "train.epochs"
+    others = set(changed_settings(
+        {k: v for k, v in recorded.items() if k != key},
+        {k: v for k, v in current.items() if k != key}))
+    before, after = (int(json.loads(flat.get(key, json.dumps(TrainConfig.epochs))))
+                     for flat in (recorded, current))
+    return not others and after > before
+
+
 def check_device(name: str) -> torch.device:
     """The torch device called ``name``, if this machine has it."""
     try:

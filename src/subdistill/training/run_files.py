@@ -19,7 +19,7 @@ from ..atomic import process_alive, remove_stale_temporaries, write_text
 from ..errors import ConfigError
 from ..models.registry import save_weights
 from .checkpoint import config_hash, load_checkpoint, save_checkpoint
-from .config import changed_settings
+from .config import changed_settings, extends
 from .state import TrainingState
 
 CHECKPOINT = "checkpoint.pt"
@@ -140,9 +140,11 @@ class RunFiles:
 
     def read_checkpoint(self, settings: Mapping[str, str]) -> dict[str, Any]:
         """The checkpoint, which must have been written with the same ``settings`` (see
-        :func:`.config.resume_settings`; the error names the changed ones)."""
+        :func:`.config.resume_settings`; the error names the changed ones) or with fewer
+        ``train.epochs`` only (the run is extended: :func:`.config.extends`)."""
         return load_checkpoint(self.checkpoint, config_hash(settings),
-                               lambda recorded: changed_settings(recorded, settings))
+                               lambda recorded: changed_settings(recorded, settings),
+                               lambda recorded: extends(recorded, settings))
 
     def restore(self, state: TrainingState, checkpoint: Mapping[str, Any]) -> None:
         """Load ``checkpoint`` into ``state`` and put ``metrics.jsonl`` back to its epochs."""

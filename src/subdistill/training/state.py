@@ -83,6 +83,11 @@ class TrainingState:
                                   "subdistill: start the run in a new run directory") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        # the learning rate of the next epoch from this run's schedule (the same as the saved
+        # one unless the run is extended to more epochs, which reshapes the schedule)
+        for group, base, factor in zip(self.optimizer.param_groups, self.schedule.base_lrs,
+                                       self.schedule.lr_lambdas):  # type: ignore[attr-defined]
+            group["lr"] = base * factor(self.schedule.last_epoch)
         set_rng_state(state["rng"])
         self.loader_rng.set_state(state["loader_rng"])
         self.history, self.best = state["history"], state["best"]

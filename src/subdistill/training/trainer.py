@@ -38,6 +38,7 @@ from ..precision import to_layout
 from ..subspace.fit import SubspaceStatistics
 from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
+from .checkpoint import config_hash
 from .config import TrainConfig, merge_config, resume_settings
 from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
 from .run_files import RunFiles
@@ -189,7 +190,7 @@ def distill(
     flat = resume_settings(settings)
     with files.claim(resume, overwrite) as resuming:
         checkpoint = files.read_checkpoint(flat) if resuming else None  # same settings?
-        if checkpoint is None:
+        if checkpoint is None or checkpoint["config_hash"] != config_hash(flat):  # or extended
             files.write_config({**(record if record is not None else settings),
                                 "fingerprints": settings["fingerprints"]})
         started = time.perf_counter()
