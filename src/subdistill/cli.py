@@ -127,12 +127,13 @@ def _cmd_check(args: argparse.Namespace) -> None:
 
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench import BenchConfig, run_bench
+    from .bench.runner import describe_rows
     from .config import load_config
 
     config = load_config(args.config, args.overrides, cls=BenchConfig)
     rows = run_bench(config, report_only=args.report_only)
     print((Path(config.out_dir) / "summary.md").read_text())
-    print(f"{len(rows)} runs; results in {config.out_dir}/results.csv and summary.md")
+    print(f"{describe_rows(rows)}; results in {config.out_dir}/results.csv and summary.md")
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
@@ -389,7 +390,8 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_toy)
 
     p = commands.add_parser("layers", help="list a model's layer paths with output shapes")
-    p.add_argument("model", help="registry name, e.g. cifar_resnet, resnet18, vit_b_16")
+    p.add_argument("model", help="registry name, e.g. cifar_resnet, resnet18, vit_b_16, "
+                   "timm:NAME, or your own factory as module:callable (my_pkg.models:make_net)")
     p.add_argument("--input-size", default=None, help="C,H,W of the probe input (default: the "
                    "size the model declares, e.g. 3,224,224 for a ViT, else 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10)

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from subdistill.cli import main
+from subdistill.errors import ConfigError
 from subdistill.models import create_model, save_weights
 
 TEACHER_ARGS = {"depth": 8, "widths": [8, 16, 16]}
@@ -100,6 +101,40 @@ def test_grid_runs_reports_and_resumes_without_rerunning(bench_file, capsys):
         return [{k: v for k, v in r.items() if k != "prepare_seconds"} for r in table]
 
     assert timeless(_rows(out)) == timeless(rows)
+
+
+def test_a_wrong_teacher_path_fails_before_data_and_a_failed_start_blocks_nothing(
+        bench_file, monkeypatch, capsys):
+    import subdistill.bench.runner as runner
+
+    config = yaml.safe_load(bench_file.read_text())
+    good = config["teacher"]["weights"]
+    config["teacher"]["weights"] = good + ".missing"
+    bench_file.write_text(yaml.safe_dump(config))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the teacher path was checked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "load_full_data", no_data)
+        assert main(["bench", str(bench_file)]) == 2
+    assert "teacher.weights" in capsys.readouterr().err
+    # an attempt that fails inside its first cell, before training, then a changed config
+    def broken(*args, **kwargs):
+        raise ConfigError("failed before training")
+
+    config["teacher"]["weights"] = good
+    bench_file.write_text(yaml.safe_dump(config))
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "run_distill", broken)
+        assert main(["bench", str(bench_file)]) == 2
+    config["train"]["lr"] = 0.003
+    bench_file.write_text(yaml.safe_dump(config))
+    assert main(["bench", str(bench_file)]) == 0  # not "was run with other settings"
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("9 trainings (8 final runs, 1 more for the λ selection); 9 trained now")
+    assert main(["bench", str(bench_file)]) == 0
+    assert "0 trained now, 0 taken from the ledger" in capsys.readouterr().out
 
 
 def test_changed_grid_settings_are_refused(bench_file, capsys):

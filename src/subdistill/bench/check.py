@@ -6,16 +6,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import ImageDataset, Subtask, make_splits
+from ..errors import ConfigError
 from ..jobs import check_config, load_full_data
 from ..results import subtask_label
 from .config import BenchConfig
 from .grid import Cell, cell_config, uses_lambda
 
 
+def check_files(config: BenchConfig) -> None:
+    """The files a grid reads exist, before any data is loaded: the teacher's (and a given
+    student's) weights and, when given, the ledger (a file or not there yet)."""
+    for role, model in (("teacher", config.teacher), ("student", config.student)):
+        if model.weights and not Path(model.weights).is_file():
+            raise ConfigError(f"{role}.weights {model.weights} is not a file"
+                              + ("" if Path(model.weights).exists() else " (it does not exist)"))
+    if config.ledger and Path(config.ledger).exists() and not Path(config.ledger).is_file():
+        raise ConfigError(f"the ledger {config.ledger} is not a file")
+
+
 def check_bench(config: BenchConfig,
                 full: tuple[ImageDataset, ImageDataset] | None = None) -> str:
     """Validate every (subtask, rho, seed) split of the grid and build one cell per method;
     a report. ``full``: the dataset's training and test sets, already loaded."""
+    check_files(config)
     train_full, test_full = full or load_full_data(config.data)
     grid, lines = config.grid, []
     for spec in grid.subtasks:

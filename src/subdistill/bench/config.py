@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -22,8 +23,11 @@ class GridConfig:
     method to its own list (e.g. raw weights around each paper's value with ``calibration:
     none`` in ``options``). ``options`` fixes
     further hyper-parameters per method, e.g. ``{vid: {init_variance: 5.0}}``. ``epochs`` maps
-    a rho to its number of training epochs (e.g. more epochs for scarcer data); rhos not
-    listed use ``train.epochs``.
+    a rho to its number of training epochs; a rho not listed trains ``train.epochs`` scaled
+    by ``selection_rho / rho`` (rounded up; never fewer than ``train.epochs``), so a run on
+    scarcer data takes about as many student steps as one at ``selection_rho``
+    (:meth:`epochs_at`). Entries for rhos outside ``rhos`` are unused, so a grid narrowed
+    to fewer rhos keeps its config.
     """
 
     methods: list[str] = field(default_factory=lambda: ["subdistill", "kd"])
@@ -38,9 +42,6 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         for rho, epochs in self.epochs.items():
-            if rho not in self.rhos:
-                raise ConfigError(f"grid.epochs has rho {rho:g}, which is not in grid.rhos "
-                                  f"{self.rhos}")
             if not epochs > 0:
                 raise ConfigError(f"grid.epochs[{rho:g}] must be positive, got {epochs}")
         if self.methods == ["all"]:
@@ -65,6 +66,12 @@ class GridConfig:
                 if not self.lambdas.get(name):
                     raise ConfigError(f"grid.lambdas has no candidates for method {name}: give "
                                       "every layer-wise method of grid.methods a list")
+
+    def epochs_at(self, rho: float, epochs: int) -> int:
+        """The training epochs of a run at ``rho`` when ``train.epochs`` is ``epochs``."""
+        if rho in self.epochs:
+            return self.epochs[rho]
+        return max(epochs, math.ceil(epochs * self.selection_rho / rho - 1e-9))
 
     def candidates(self, method: str) -> list[float]:
         """The λ candidates of ``method``."""

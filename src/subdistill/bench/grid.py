@@ -113,5 +113,5 @@ def cell_config(config: BenchConfig, cell: Cell, out: Path) -> DistillConfig:
         data=replace(config.data, subtask=cell.subtask, rho=cell.rho),
         method={"name": cell.method, **options}, pairs=config.pairs,
         train=replace(config.train, seed=cell.seed,
-                      epochs=config.grid.epochs.get(cell.rho, config.train.epochs)),
+                      epochs=config.grid.epochs_at(cell.rho, config.train.epochs)),
         run_dir=str(out / cell.path), imports=config.imports)

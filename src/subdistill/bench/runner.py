@@ -18,7 +18,8 @@ from ..jobs import build_teacher_student, load_full_data, load_task_data, run_di
 from ..models import count_parameters
 from ..results import subtask_label
 from ..training.config import run_fingerprint
-from .check import check_bench
+from ..training.run_files import CHECKPOINT
+from .check import check_bench, check_files
 from .config import BenchConfig
 from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
 from .ledger import COLUMNS, JSON_COLUMNS, Ledger, convergence_columns
@@ -45,18 +46,21 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
     fingerprint = cell_fingerprint(config, cell, out)
     recorded = ledger.find(_key_row(cell), fingerprint) if ledger is not None else None
     if recorded is not None:
-        return dict(recorded, stage=cell.stage)
+        return dict(recorded, stage=cell.stage, origin="ledger")
     distill_config = cell_config(config, cell, out)
     run_dir = Path(distill_config.run_dir)
     stamp = run_dir / "cell.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
+    trained = (run_dir / CHECKPOINT).is_file()  # an attempt that failed before training is not
+    if trained and stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
         raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "
                           "Use another out_dir (or delete that folder) to run the new grid")
     summary_file = run_dir / "summary.json"
+    origin = "finished"
     if not summary_file.is_file():
         write_text(stamp, json.dumps({"config_hash": fingerprint}) + "\n")
         log.info("running %s", cell.path)
-        run_distill(distill_config, resume=True, full=full)
+        run_distill(distill_config, resume=trained, overwrite=not trained, full=full)
+        origin = "trained"
     summary = json.loads(summary_file.read_text())
     with open(run_dir / "metrics.jsonl") as handle:
         history = [json.loads(line) for line in handle if line.strip()]
@@ -66,7 +70,7 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
            **convergence_columns(history, int(summary["epochs"])), "fingerprint": fingerprint}
     if ledger is not None:
         ledger.record(row)
-    return row
+    return {**row, "origin": origin}
 
 
 def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
@@ -112,9 +116,10 @@ def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, 
     if report_only:
         return report_from_ledger(config)
     out = Path(config.out_dir)
+    check_files(config)  # before the data is loaded
+    ledger = Ledger(config.ledger) if config.ledger else None
     full = load_full_data(config.data)
     check_bench(config, full)  # every input checked before anything is written
-    ledger = Ledger(config.ledger) if config.ledger else None
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     write_text(out / "bench.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -189,3 +194,18 @@ def report_from_ledger(config: BenchConfig) -> list[dict[str, Any]]:
                           for c in missing])
     write_csv(out / "results.csv", chose + final, COLUMNS)
     return chose + final
+
+
+def describe_rows(rows: list[dict[str, Any]]) -> str:
+    """One line on a grid's rows: how many trainings they are (a final run that is a
+    λ-selection run counted once), how many ran now, and their training and preparation
+    time."""
+    runs = {row["run_dir"]: row for row in rows}  # a reused selection run: one directory
+    ran = sum(1 for row in runs.values() if row.get("origin") == "trained")
+    ledger = sum(1 for row in runs.values() if row.get("origin") == "ledger")
+    hours = sum(float(row.get("seconds") or 0) + float(row.get("prepare_seconds") or 0)
+                for row in runs.values()) / 3600
+    final = sum(1 for row in rows if row["stage"] == "final")
+    return (f"{len(runs)} trainings ({final} final runs, {len(runs) - final} more for the λ "
+            f"selection); {ran} trained now, {ledger} taken from the ledger, the others "
+            f"finished before; {hours:.2f} h of training and preparation")
