@@ -98,3 +98,22 @@ def test_devices_are_checked(device, message):
     raw["train"] = {"device": device}
     with pytest.raises(ConfigError, match=message):
         from_mapping(DistillConfig, raw)
+
+
+def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path, monkeypatch):
+    from subdistill.config import load_config
+
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    (folder / "run.yaml").write_text(
+        "teacher: {name: cifar_resnet, weights: ../weights/t.safetensors}\n"
+        "student: {name: cifar_resnet, weights: /abs/s.safetensors}\n"
+        "data: {dataset: digits, root: data}\nrun_dir: ../runs/x\n"
+        "train: {teacher_cache: ''}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config("project/configs/run.yaml", ["data.root=mine"])
+    assert config.teacher.weights == "project/weights/t.safetensors"
+    assert config.run_dir == "project/runs/x"
+    assert config.student.weights == "/abs/s.safetensors"  # absolute: as written
+    assert config.data.root == "mine"  # --set: relative to the working directory
+    assert config.train.teacher_cache == ""  # empty: unset

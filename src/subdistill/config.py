@@ -8,6 +8,7 @@ kind may list plugins under ``imports:`` (see :mod:`subdistill.plugins`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -24,12 +25,14 @@ from .training.config import TrainConfig
 
 @dataclass
 class ModelConfig:
-    """A model by registry name, its constructor arguments and optional weights."""
+    """A model by registry name (or ``module:callable``), its constructor arguments and optional
+    weights: ``weights`` a local .safetensors file, ``pretrained`` true (the library's default
+    published weights) or a weight set's name (torchvision's ``IMAGENET1K_V1``, ...)."""
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
-    pretrained: bool = False
+    pretrained: bool | str = False
 
 
 @dataclass
@@ -211,11 +214,42 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+PATH_KEYS = ("teacher.weights", "student.weights", "model.weights", "data.root", "run_dir",
+             "out_dir", "ledger", "train.teacher_cache", "method.bases_file", "bench",
+             "students.*")
+"""The settings that are file or folder paths (``*``: every value of the mapping)."""
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` (a raw config mapping) with its relative :data:`PATH_KEYS` taken relative to
+    folder ``base`` (normalised: ``configs/../weights/t.safetensors`` is
+    ``weights/t.safetensors``)."""
+    def resolved(value: Any) -> Any:
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            return value
+        return os.path.normpath(base / value)
+
+    for dotted in PATH_KEYS:
+        *parents, last = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        if last == "*":
+            node.update({key: resolved(value) for key, value in node.items()})
+        elif last in node:
+            node[last] = resolved(node[last])
+    return data
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = (), cls: type = DistillConfig) -> Any:
-    """Read, override and validate a config file; the plugins its ``imports:`` list names
-    (module names, or ``.py`` files relative to the config's folder) are imported first, so
-    their methods, models and datasets are known to the validation."""
-    data = apply_overrides(read_yaml(path), overrides)
+    """Read, override and validate a config file. Relative paths in the file are relative to
+    its folder (:func:`resolve_paths`), those of ``overrides`` to the working directory. The
+    plugins its ``imports:`` list names (module names, or ``.py`` files relative to the
+    config's folder) are imported first, so their methods, models and datasets are known to
+    the validation."""
+    data = apply_overrides(resolve_paths(read_yaml(path), Path(path).parent), overrides)
     import_plugins(data.get("imports", []), base=Path(path).parent)
     return from_mapping(cls, data)
 

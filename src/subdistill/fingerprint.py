@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,4 +52,13 @@ def tensors_fingerprint(batches: Iterable) -> str:
             t = torch.as_tensor(t).detach().cpu().contiguous()
             digest.update(f"{tuple(t.shape)}:{t.dtype}".encode())
             digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    """A short SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()[:16]

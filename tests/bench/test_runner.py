@@ -4,6 +4,7 @@ import json
 import pytest
 import yaml
 
+from subdistill.bench import BenchConfig
 from subdistill.cli import main
 from subdistill.errors import ConfigError
 from subdistill.models import create_model, save_weights
@@ -308,3 +309,22 @@ def test_per_class_table_averages_seeds_and_sums_the_best_confusion():
     assert "| cat | 3 | 1 |" in table and "| dog | 1 | 3 |" in table
     assert format_per_class([{k: v for k, v in r.items() if k != "test_per_class_accuracy"}
                              for r in [row("a", 0, 0.7, {}, [])]]) == ""
+
+
+def test_cell_fingerprint_ignores_where_files_lie_but_not_the_teacher(bench_file, tmp_path):
+    import shutil
+
+    from subdistill.bench.grid import final_cells
+    from subdistill.bench.runner import cell_fingerprint
+    from subdistill.config import load_config
+
+    config = load_config(bench_file, cls=BenchConfig)
+    cell = final_cells(config.grid, {("confusable", "subdistill"): 1.0})[0]
+    out = tmp_path / "bench"
+    moved = tmp_path / "moved.safetensors"
+    shutil.copy(config.teacher.weights, moved)
+    elsewhere = load_config(bench_file, [f"teacher.weights={moved}", "data.root=/elsewhere"],
+                            cls=BenchConfig)
+    assert cell_fingerprint(elsewhere, cell, out) == cell_fingerprint(config, cell, out)
+    save_weights(create_model("cifar_resnet", 10, 1, **TEACHER_ARGS), moved)  # other weights
+    assert cell_fingerprint(elsewhere, cell, out) != cell_fingerprint(config, cell, out)

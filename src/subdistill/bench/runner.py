@@ -14,6 +14,7 @@ from ..atomic import remove_stale_temporaries, write_csv, write_text
 from ..config import to_dict
 from ..errors import ConfigError
 from ..explain.agreement import bench_agreement
+from ..fingerprint import file_digest
 from ..jobs import build_teacher_student, load_full_data, load_task_data, run_distill
 from ..models import count_parameters
 from ..results import subtask_label
@@ -28,10 +29,16 @@ from .report import write_report
 log = logging.getLogger(__name__)
 
 def cell_fingerprint(config: BenchConfig, cell: Cell, out: Path) -> str:
-    """The settings fingerprint of a cell (where the grid lies is not a setting: a moved or
-    copied out_dir resumes, and a ledger row is found from any machine)."""
+    """The settings fingerprint of a cell. Where files lie is not a setting: not the run
+    directory (a moved or copied out_dir resumes, a ledger row is found from any machine),
+    not the data's folder, and the teacher's weights count by their contents."""
     record = to_dict(cell_config(config, cell, out))
-    return run_fingerprint({k: v for k, v in record.items() if k != "run_dir"})
+    record.pop("run_dir")
+    record["data"].pop("root")
+    weights = record["teacher"].get("weights")
+    if weights and Path(weights).is_file():
+        record["teacher"]["weights"] = file_digest(weights)
+    return run_fingerprint(record)
 
 
 def _key_row(cell: Cell) -> dict[str, Any]:
