@@ -87,7 +87,7 @@ CONFIG_CASES = [  # (what, change of the config, what the message must say)
     ("model args with pretrained", _set("teacher.args.pretrained", True), "must not set 'pretrained'"),
     ("method options with pairs", _set("method.pairs", 3), "has no option 'pairs'"),
     ("an unknown method", _set("method.name", "subdistil"), "Did you mean 'subdistill'"),
-    ("an unknown basis", _set("method.basis", "ica"), "unknown basis 'ica'"),
+    ("an unknown basis", _set("method.basis", "ica"), "subdistill: basis must be one of gradpca"),
     ("a missing weights file", _set("teacher.weights", "nope.safetensors"), "does not exist"),
     ("a weights file that is not one", _set("teacher.weights", "__config__"), "not a safetensors file"),
     ("a negative seed", _set("train.seed", -1), "train.seed must be in"),
@@ -156,9 +156,9 @@ LAYERS_CASES = [
     (["--input-size", "3,32"], "expects C,H,W as three positive integers"),
     (["--input-size", "a,b,c"], "expects C,H,W"),
     (["--input-size", "3,0,0"], "expects C,H,W"),
-    (["--arg", "depth"], "--arg expects KEY=VALUE"),
-    (["--arg", "depth=[1"], "is not a YAML value"),
-    (["--arg", "depth=7"], "depth=7 does not fit"),
+    (["--set", "depth"], "--set expects KEY=VALUE"),
+    (["--set", "depth=[1"], "is not a YAML value"),
+    (["--set", "depth=7"], "depth=7 does not fit"),
     (["--num-classes", "0"], "must be >= 1"),
 ]
 

@@ -71,8 +71,13 @@ def test_user_errors_are_one_line_without_traceback(digits_config, capsys):
 def test_methods_and_layers_listings(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    assert "subdistill" in out and "lambda = 1.0" in out and "calibration" in out and "kd" in out
-    assert main(["layers", "cifar_resnet", "--arg", "widths=[8,16,32]", "--input-size", "3,32,32"]) == 0
+    assert "subdistill" in out and "lambda:" in out and "calibration" in out and "kd" in out
+    basis = next(line for line in out.splitlines() if line.strip().startswith("basis:"))
+    assert '"subdistill"' in basis and "one of " in basis and "pca" in basis
+    assert any("energy_norm:" in line and "true or false" in line for line in out.splitlines())
+    assert any("temperature:" in line and "a number in (0, 1000]" in line
+               for line in out.splitlines())
+    assert main(["layers", "cifar_resnet", "--set", "widths=[8,16,32]", "--input-size", "3,32,32"]) == 0
     out = capsys.readouterr().out
     assert "layer3" in out and "32" in out
 

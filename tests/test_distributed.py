@@ -140,7 +140,7 @@ def test_ddp_training_ranks_agree_and_rank_0_writes(tmp_path):
         run = tmp_path / name
         assert sorted(p.name for p in run.iterdir()) == [
             "bases.safetensors", "checkpoint.pt", "config.yaml", "metrics.jsonl",
-            "model_best.safetensors", "model_last.safetensors", "summary.json"]
+            "model_best.safetensors", "model_last.safetensors", "summary.json", "train.log"]
         assert [json.loads(line)["epoch"] for line in
                 (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
         ranks = [torch.load(tmp_path / f"{name}-rank{r}.pt") for r in range(2)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -158,7 +159,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     except ValueError:
         raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     run_demo(dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
-             epochs_scale=args.epochs_scale, methods=methods, seeds=seeds, rho=args.rho)
+             epochs_scale=args.epochs_scale, methods=methods, seeds=seeds, rho=args.rho,
+             download=args.download)
 
 
 def _cmd_toy(args: argparse.Namespace) -> None:
@@ -178,14 +180,14 @@ def _cmd_layers(args: argparse.Namespace) -> None:
 
     import_plugins(args.imports)
     kwargs = {}
-    for item in args.arg:
+    for item in args.model_args:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--arg expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             kwargs[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise ConfigError(f"--arg {key}: {value!r} is not a YAML value") from None
+            raise ConfigError(f"--set {key}: {value!r} is not a YAML value") from None
     size = _input_size(args.input_size)
     model = create_model(args.model, num_classes=args.num_classes,
                          in_channels=size[0] if size else 3, **kwargs)
@@ -215,11 +217,13 @@ def _input_size(text: str | None) -> tuple[int, ...] | None:
 
 def _cmd_methods(args: argparse.Namespace) -> None:
     from .methods import describe_methods
+    from .methods.base import allowed_values
 
     for name, cls in describe_methods().items():
         print(f"{name:<14}{cls.description}")
         for key, default in cls.hparams.items():
-            print(f"{'':<16}{key} = {default!r}")
+            shown = json.dumps(default)  # as written in YAML: true, "text", 1.0
+            print(f"{'':<16}{key + ':':<18}{shown:<16}{allowed_values(cls, key)}")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
@@ -272,6 +276,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if errors:
         raise ConfigError(f"{len(errors)} of {len(errors) + len(rows)} files could not be read: "
                           + "; ".join(errors))
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_runs, format_csv, format_markdown
+
+    rows = compare_runs(args.run_dirs)
+    print((format_csv if args.csv else format_markdown)(rows), end="")
 
 
 def _listing(kind: str) -> list[str]:
@@ -370,9 +381,13 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     """The commands that need no config: demo, toy, layers, methods, list."""
     p = commands.add_parser("demo", help="offline end-to-end demo: train a teacher, distil a "
                             "subtask with SubDistill and KD, print a table")
-    p.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion-mnist"],
-                   help="digits ships with scikit-learn; cifar10 and fashion-mnist read --data-root")
-    p.add_argument("--data-root", default=None, help="folder holding cifar10-jpeg/ or fashion-mnist/")
+    p.add_argument("--dataset", default="digits",
+                   choices=["digits", "cifar10", "fashion-mnist", "cifar10-jpeg"],
+                   help="digits ships with scikit-learn; the others read --data-root")
+    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/, "
+                   "FashionMNIST/ (or fashion-mnist/) or cifar10-jpeg/ (default ./data)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch cifar10 or fashion-mnist through torchvision into --data-root")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--epochs-scale", type=float, default=1.0,
                    help="multiply every epoch count (e.g. 0.2 for a quick look)")
@@ -395,8 +410,9 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", default=None, help="C,H,W of the probe input (default: the "
                    "size the model declares, e.g. 3,224,224 for a ViT, else 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="model constructor argument, e.g. --arg depth=20 (repeatable)")
+    p.add_argument("--set", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor argument, e.g. --set depth=20 (repeatable; value "
+                   "parsed as YAML)")
     _add_imports(p)
     p.set_defaults(func=_cmd_layers)
 
@@ -440,6 +456,12 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of lines")
     p.set_defaults(func=_cmd_predict)
 
+    p = commands.add_parser("compare", help="finished runs side by side: scores, time and the "
+                            "settings that differ (a Markdown table)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of Markdown")
+    p.set_defaults(func=_cmd_compare)
+
     p = commands.add_parser("methods", help="list the distillation methods and their options")
     p.set_defaults(func=_cmd_methods)
 
@@ -455,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .distributed import launch_environment
+    from .training.provenance import invoked_as
 
     launch = launch_environment()  # under torchrun: log (and print) on rank 0 only
     worker = launch is not None and launch.rank > 0
@@ -466,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launch is not None and launch.world_size > 1 and not getattr(args, "distributed", False):
             raise ConfigError(f"{args.command} does not run as several processes; start it "
                               "without torchrun (distill, train-teacher and fit-subspace do)")
-        args.func(args)
+        with invoked_as(sys.argv[1:] if argv is None else argv):  # recorded in config.yaml
+            args.func(args)
     except SubdistillError as err:
         if args.verbose:
             raise

@@ -211,6 +211,9 @@ def test_ledger_lets_a_fresh_machine_skip_finished_cells_and_rebuild_the_report(
     import subdistill.bench.runner as runner
 
     ledger = _with_ledger(bench_file)
+    config = yaml.safe_load(bench_file.read_text())
+    config["train"]["test_curve"] = True
+    bench_file.write_text(yaml.safe_dump(config))
     out = bench_file.parent / "bench"
     assert main(["bench", str(bench_file)]) == 0
     rows = _rows(out)
@@ -219,13 +222,15 @@ def test_ledger_lets_a_fresh_machine_skip_finished_cells_and_rebuild_the_report(
     assert len(recorded) == 2 + 8 - 1  # one final run is a selection run
     for row in recorded:
         assert len(row["fingerprint"]) > 8 and row["plateaued"] in ("yes", "no", "")
-        curve = json.loads(row["curve"])
+        curve, test_curve = json.loads(row["curve"]), json.loads(row["test_curve"])
         assert curve and all(len(point) == 3 for point in curve)
+        assert [p[:2] for p in test_curve] == [p[:2] for p in curve]  # same epochs and times
+        assert all(0 <= p[2] <= 1 for p in test_curve)
         assert int(row["epochs_to_95"]) >= 1 and float(row["prepare_seconds"]) >= 0
     summary = (out / "summary.md").read_text()
     assert "| / teacher |" in summary and "epochs to 95 %" in summary
     assert "within one standard error of the best mean" in summary
-    for name in ("confusable_time.png", "confusable_bars.png"):
+    for name in ("confusable_time.png", "confusable_time_test.png", "confusable_bars.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
     # a fresh machine: no run directory, no cache; nothing is trained again

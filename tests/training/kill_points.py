@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.data import TensorDataset
 
 from conftest import TinyCNN
@@ -90,11 +91,11 @@ def bench_run(config_file: str, write: int | None = None, when: str = "before") 
 def run_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> contents), with wall-clock times dropped
     (seconds in metrics, summaries and ledgers; a grid's measured latencies and training
-    times) and the folder's
-    own path written ``<out>``."""
+    times; a run's start time; ``train.log``, which records the kill and the resume) and the
+    folder's own path written ``<out>``."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name in ("checkpoint.pt", "deployment.json") or path.name.endswith(
+        if path.name in ("checkpoint.pt", "deployment.json", "train.log") or path.name.endswith(
                 ("_latency.png", "_time.png")):
             continue  # wall-clock times: the history, latencies, time-to-accuracy and plots
         if path.suffix == ".jsonl":
@@ -107,6 +108,10 @@ def run_files(folder: Path) -> dict[str, bytes]:
         elif path.suffix == ".csv":
             with open(path, newline="") as handle:
                 data = json.dumps([_without_seconds(r) for r in csv.DictReader(handle)]).encode()
+        elif path.name == "config.yaml":
+            record = yaml.safe_load(path.read_text())
+            record.get("provenance", {}).pop("started", None)
+            data = yaml.safe_dump(record).encode()
         elif path.name == "summary.md":  # its deployment section holds measured latencies
             data = path.read_bytes().split(b"## Deployment")[0]
         else:

@@ -248,3 +248,15 @@ def test_a_run_logged_to_a_file_gives_one_plain_line_per_epoch(capsys, caplog):
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
     assert len(lines) == 4 and lines[0].startswith("student-only epoch 1/4: loss ")
     assert all("val accuracy" in line for line in lines)
+
+
+def test_test_curve_scores_the_test_split_on_validated_epochs_only(tmp_path):
+    _, _, result = _run(tmp_path, method="kd", epochs=4, evaluations=2, test_curve=True)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [("val_accuracy" in r, "test_accuracy" in r) for r in rows] == [
+        (False, False), (True, True), (False, False), (True, True)]
+    best = next(r for r in rows if r["epoch"] == result.best_epoch)
+    assert best["test_accuracy"] == pytest.approx(result.test_accuracy)  # same weights, same set
+    _run(tmp_path / "plain", method="kd", epochs=2)
+    plain = (tmp_path / "plain" / "metrics.jsonl").read_text()
+    assert "test_accuracy" not in plain

@@ -13,18 +13,18 @@ PLATEAU_GAIN = 0.003
 TARGET_SHARE = 0.95
 """Time-to-accuracy: the first validation at 95 % of the run's best validation accuracy."""
 
-Curve = list[tuple[int, float, float]]  # (epoch, cumulative training seconds, val accuracy)
+Curve = list[tuple[int, float, float]]  # (epoch, cumulative training seconds, accuracy)
 
 
-def validation_curve(history: Iterable[Mapping[str, Any]]) -> Curve:
-    """(epoch, training seconds so far, validation accuracy) at every validated epoch of a
-    run's metrics rows (``metrics.jsonl``: ``epoch``, ``seconds``, ``val_accuracy`` on the
-    validated epochs)."""
+def accuracy_curve(history: Iterable[Mapping[str, Any]], key: str = "val_accuracy") -> Curve:
+    """(epoch, training seconds so far, accuracy ``key``) at every epoch of a run's metrics
+    rows (``metrics.jsonl``: ``epoch``, ``seconds``, ``val_accuracy`` on the validated epochs
+    and, with ``train.test_curve``, ``test_accuracy`` on the same epochs) that has it."""
     curve, elapsed = [], 0.0
     for row in history:
         elapsed += float(row["seconds"])
-        if row.get("val_accuracy") is not None:
-            curve.append((int(row["epoch"]), elapsed, float(row["val_accuracy"])))
+        if row.get(key) is not None:
+            curve.append((int(row["epoch"]), elapsed, float(row[key])))
     return curve
 
 

@@ -12,15 +12,16 @@ from typing import Any
 
 from ..atomic import write_csv
 from ..errors import ConfigError
-from .convergence import plateau_gain, plateaued, time_to_share, validation_curve
+from .convergence import accuracy_curve, plateau_gain, plateaued, time_to_share
 
 COLUMNS = ["stage", "subtask", "method", "rho", "seed", "lambda", "best_epoch",
            "best_val_accuracy", "test_accuracy", "teacher_test_accuracy", "test_per_class_accuracy",
            "test_confusion", "student_parameters",
            "epochs", "seconds", "prepare_seconds", "plateau_gain", "plateaued", "epochs_to_95",
-           "seconds_to_95", "curve", "layer_weights", "fingerprint", "run_dir"]
+           "seconds_to_95", "curve", "test_curve", "layer_weights", "fingerprint", "run_dir"]
 """The columns of ``results.csv`` and of a ledger (``curve``: JSON [epoch, training seconds,
-validation accuracy] per validation; ``test_per_class_accuracy``: JSON class -> accuracy;
+validation accuracy] per validation; ``test_curve``: the same with test accuracy, for runs
+with ``train.test_curve``; ``test_per_class_accuracy``: JSON class -> accuracy;
 ``test_confusion``: JSON rows of true classes; ``seconds``: training epochs;
 ``prepare_seconds``: fit, cache and calibration before them)."""
 JSON_COLUMNS = ("layer_weights", "test_per_class_accuracy", "test_confusion")
@@ -39,14 +40,16 @@ def row_key(row: Mapping[str, Any]) -> Key:
 
 def convergence_columns(history: Iterable[Mapping[str, Any]], epochs: int) -> dict[str, Any]:
     """The convergence columns of a run from its metrics rows."""
-    curve = validation_curve(history)
+    curve = accuracy_curve(history)
     gain = plateau_gain(curve, epochs)
     reached = time_to_share(curve)
     return {"plateau_gain": "" if gain is None else gain,
             "plateaued": {None: "", True: "yes", False: "no"}[plateaued(gain)],
             "epochs_to_95": "" if reached is None else reached[0],
             "seconds_to_95": "" if reached is None else reached[1],
-            "curve": json.dumps([[e, round(s, 2), a] for e, s, a in curve])}
+            "curve": json.dumps([[e, round(s, 2), a] for e, s, a in curve]),
+            "test_curve": json.dumps([[e, round(s, 2), a]
+                                      for e, s, a in accuracy_curve(history, "test_accuracy")])}
 
 
 class Ledger:

@@ -110,7 +110,7 @@ def format_report(rows: Sequence[Mapping[str, Any]], lambdas: Mapping[tuple, flo
 def _parsed(row: Mapping[str, Any], key: str) -> Any:
     """A JSON column of a row (parsed or CSV), None where it is blank or absent."""
     value = row.get(key)
-    if value in (None, "", "{}"):
+    if value in (None, "", "{}", "[]"):
         return None
     return json.loads(value) if isinstance(value, str) else value
 
@@ -252,19 +252,21 @@ def _teacher_accuracies(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def _time_plot(out: Path, subtask: str, rho: float, rows: Sequence[Mapping[str, Any]],
                teacher: float | None) -> None:
-    """Validation accuracy against training minutes of every method's lowest-seed run at
-    ``rho`` (time-to-accuracy), from the ledger's ``curve`` column; none without curves."""
-    runs = sorted((r for r in rows if r["subtask"] == subtask and float(r["rho"]) == rho
-                   and r.get("curve")), key=lambda r: int(r["seed"]))
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in runs:
-        series.setdefault(row["method"], [(s / 60, a) for _, s, a in json.loads(row["curve"])])
-    if not series:
-        return
-    seed = min(int(r["seed"]) for r in runs)
-    curve_chart(out / f"{subtask}_time.png", series, reference=teacher,
-                title=f"{subtask}, rho = {rho:g}, seed {seed}", xlabel="training minutes",
-                ylabel="validation accuracy", log_x=False, reference_label="teacher (test)")
+    """Validation (``<subtask>_time.png``) and, where recorded, test accuracy
+    (``<subtask>_time_test.png``) against training minutes of every method's lowest-seed run
+    at ``rho`` (time-to-accuracy), from the ledger's ``curve`` and ``test_curve`` columns;
+    none without curves."""
+    for column, name, label in (("curve", "time", "validation"), ("test_curve", "time_test", "test")):
+        runs = sorted((r for r in rows if r["subtask"] == subtask and float(r["rho"]) == rho
+                       and _parsed(r, column)), key=lambda r: int(r["seed"]))
+        series: dict[str, list[tuple[float, float]]] = {}
+        for row in runs:
+            series.setdefault(row["method"], [(s / 60, a) for _, s, a in _parsed(row, column)])
+        if series:
+            curve_chart(out / f"{subtask}_{name}.png", series, reference=teacher,
+                        title=f"{subtask}, rho = {rho:g}, seed {min(int(r['seed']) for r in runs)}",
+                        xlabel="training minutes", ylabel=f"{label} accuracy", log_x=False,
+                        reference_label="teacher (test)")
 
 
 def _latency_plots(out: Path, rows: Sequence[Mapping[str, Any]],

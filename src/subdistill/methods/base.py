@@ -89,6 +89,8 @@ class DistillMethod(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     hparams: ClassVar[dict[str, Any]] = {}
+    choices: ClassVar[dict[str, Callable[[], Sequence[str]]]] = {}
+    """The allowed values of string options (a function: a registry may grow by plugins)."""
     needs_teacher: ClassVar[bool] = True
     uses_layers: ClassVar[bool] = False
 
@@ -99,6 +101,10 @@ class DistillMethod(nn.Module):
         for key, value in self.options.items():
             if key in OPTION_RANGES:
                 check_range(self.name, key, value, *OPTION_RANGES[key])
+            allowed = list(self.choices[key]()) if key in self.choices else None
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"method {self.name}: {key} must be one of "
+                                  f"{', '.join(allowed)}, got {value!r}.{closest(str(value), allowed)}")
 
     def prepare(self, context: PrepareContext) -> None:
         """One-time set-up before training; the default does nothing."""
@@ -179,6 +185,21 @@ def build_method(name: str, pairs: Sequence[LayerPair] = (), /, **options: Any) 
         raise ConfigError(f"method {name} distils intermediate layers: give at least one layer "
                           "pair (teacher layer -> student layer)")
     return cls(pairs, **checked)
+
+
+def allowed_values(cls: type[DistillMethod], key: str) -> str:
+    """What option ``key`` of method ``cls`` accepts, for a reader: ``one of a, b``, ``a number
+    in (0, 1000]``, ``true or false``, ..."""
+    default = cls.hparams[key]
+    if key in cls.choices:
+        return "one of " + ", ".join(cls.choices[key]())
+    if isinstance(default, bool):
+        return "true or false"
+    kind = "an integer" if isinstance(default, int) else "a number"
+    if key in OPTION_RANGES:
+        low, high, low_open = OPTION_RANGES[key]
+        return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}]"
+    return kind if isinstance(default, (int, float)) else "text"
 
 
 def describe_methods() -> Mapping[str, type[DistillMethod]]:

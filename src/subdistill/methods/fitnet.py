@@ -7,7 +7,6 @@ from typing import Any, cast
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
 from ..losses import linear_fit_loss
 from ..taps import align
 from .base import LayerPair, register_method
@@ -34,13 +33,11 @@ class FitNet(LayerwiseMethod):
     name = "fitnet"
     description = "FitNets: 1×1 conv regressor k→d (optional ReLU) fits the teacher map, MSE"
     hparams = {**LayerwiseMethod.hparams, "relu": False, "reduction": "channel-mean"}
+    choices = {**LayerwiseMethod.choices, "reduction": lambda: REDUCTIONS}
     published_lambda = 100.0  # mdistiller's hint weight, with the channel-mean MSE
 
     def __init__(self, pairs: Sequence[LayerPair], **options: Any):
         super().__init__(pairs, **options)
-        if self.options["reduction"] not in REDUCTIONS:
-            raise ConfigError(f"method fitnet: reduction must be one of {', '.join(REDUCTIONS)}, "
-                              f"got {self.options['reduction']!r}")
         self.regressors = nn.ModuleList(
             nn.Sequential(nn.Conv2d(p.student_channels, p.teacher_channels, kernel_size=1),
                           *([nn.ReLU()] if self.options["relu"] else []))

@@ -14,12 +14,11 @@ The weight ``w_l`` of each layer term comes from ``lambda`` and ``calibration``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..losses import kd_loss
 from .base import DistillMethod, LayerPair, StepOutputs
 
@@ -39,15 +38,14 @@ class LayerwiseMethod(DistillMethod):
     """Base of the methods with a per-pair layer term; subclasses implement :meth:`layer_loss`."""
 
     hparams = {"lambda": 1.0, "temperature": 4.0, "calibration": "gradient"}
+    choices: ClassVar[dict[str, Callable[[], Sequence[str]]]] = {
+        "calibration": lambda: CALIBRATIONS}
     uses_layers = True
     published_lambda: ClassVar[float] = 100.0
     """The raw layer weight of the method's paper or reference code (``calibration: none``)."""
 
     def __init__(self, pairs: Sequence[LayerPair] = (), **options: Any):
         calibration = options.get("calibration", self.hparams["calibration"])
-        if calibration not in CALIBRATIONS:
-            raise ConfigError(f"method {self.name}: calibration must be one of "
-                              f"{', '.join(CALIBRATIONS)}, got {calibration!r}")
         if calibration == "none" and "lambda" not in options:
             options = {**options, "lambda": self.published_lambda}
         super().__init__(pairs, **options)

@@ -184,18 +184,11 @@ class SubDistill(LayerwiseMethod):
         "positions": 20,
         "bases_file": "",
     }
+    choices = {**LayerwiseMethod.choices, "basis": BASIS_METHODS.names,
+               "normalization": lambda: NORMALIZATIONS, "scale": lambda: SCALES}
 
     def __init__(self, pairs, **options):
         super().__init__(pairs, **options)
-        if self.options["basis"] not in BASIS_METHODS:
-            raise ConfigError(f"method subdistill: unknown basis {self.options['basis']!r}; "
-                              f"choose one of {', '.join(BASIS_METHODS.names())}")
-        if self.options["normalization"] not in NORMALIZATIONS:
-            raise ConfigError(f"unknown normalization {self.options['normalization']!r}; "
-                              f"choose one of {', '.join(NORMALIZATIONS)}")
-        if self.options["scale"] not in SCALES:
-            raise ConfigError(f"unknown scale {self.options['scale']!r}; choose one of "
-                              f"{', '.join(SCALES)}")
         for pair in self.pairs:  # fail before the fit, not after it
             try:
                 check_k(pair.student_channels, pair.teacher_channels)

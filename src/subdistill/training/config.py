@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -13,11 +13,13 @@ import torch
 from ..data.augment import AUGMENTS
 from ..errors import ConfigError, SubdistillError, closest
 from .checkpoint import config_hash
+from .loggers import check_loggers
 from .optim import OPTIMIZERS, SCHEDULES
 
 PRECISIONS = ("fp32", "bf16")
 # training settings that may differ between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size")
+RESUMABLE_CHANGES = ("progress", "num_workers", "device", "eval_batch_size", "loggers",
+                     "teacher_cache")  # the cache's folder: its contents are keyed by a hash
 
 
 @dataclass
@@ -41,13 +43,16 @@ class TrainConfig:
     cache_copies: int = 1
     eval_batch_size: int = 256
     evaluations: int = 0
+    test_curve: bool = False  # also score the test split on the validated epochs (recorded only)
     num_workers: int = 0
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    loggers: list[str] = field(default_factory=list)  # csv, tensorboard, mlflow, wandb
 
     def __post_init__(self) -> None:
         _check_ranges(self)
+        check_loggers(self.loggers)
         for key, registry in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("augment", AUGMENTS)):
             try:
@@ -118,16 +123,17 @@ def resume_settings(settings: Mapping[str, Any]) -> dict[str, str]:
     train = {k: v for k, v in settings["train"].items()
              if k not in RESUMABLE_CHANGES and (k not in defaults or defaults[k] != v)}
     kept = {k: v for k, v in settings.items() if not (k == "imports" and not v)}
-    flat = _flatten({**kept, "train": train})
+    flat = flatten({**kept, "train": train})
     # where a basis file lies is not a setting (its contents are checked on every read)
     return {k: v for k, v in flat.items() if not k.endswith("bases_file")}
 
 
-def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as ``section.key -> JSON value``."""
     flat: dict[str, str] = {}
     for key, value in node.items():
         if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
     return flat

@@ -127,7 +127,8 @@ def train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: Layer
 class EpochRunner:
     """Runs epoch after epoch of one run: the batches (from the loader, or the teacher cache),
     :func:`train_epoch`, the schedule's step and, on the epochs :func:`validation_epochs`
-    names, the student's validation accuracy."""
+    names, the student's validation accuracy (and with ``train.test_curve`` its test accuracy,
+    recorded, never used to choose weights, timed apart from the epoch)."""
 
     model: nn.Module  # the StudentStep, or it wrapped in DistributedDataParallel
     step: StudentStep
@@ -139,6 +140,7 @@ class EpochRunner:
     val: Dataset
     cfg: TrainConfig
     device: torch.device
+    test: Dataset | None = None
 
     def __post_init__(self) -> None:
         self.validate_after = validation_epochs(self.cfg.epochs, self.cfg.evaluations)
@@ -170,9 +172,14 @@ class EpochRunner:
                              self.augment, self.device, epoch, self.cfg)}
         state.schedule.step()
         broadcast_buffers(self.step)  # rank 0's BatchNorm statistics, as DDP's next step would
-        if epoch + 1 in self.validate_after:
-            row["val_accuracy"] = accuracy(self.step.student, self.val, self.device,
-                                           self.cfg.eval_batch_size, self.cfg.precision,
-                                           sharded=True)
+        validated = epoch + 1 in self.validate_after
+        if validated:
+            row["val_accuracy"] = self._accuracy(self.val)
         row["seconds"] = time.perf_counter() - started
+        if validated and self.cfg.test_curve and self.test is not None:
+            row["test_accuracy"] = self._accuracy(self.test)
         return row
+
+    def _accuracy(self, data: Dataset) -> float:
+        return accuracy(self.step.student, data, self.device, self.cfg.eval_batch_size,
+                        self.cfg.precision, sharded=True)

@@ -1,5 +1,5 @@
 """The files of one run: resolved config, per-epoch metrics, model weights, checkpoint and
-summary, every one written atomically."""
+summary, every one written atomically, and the run's log (``train.log``, appended)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from ..errors import ConfigError
 from ..models.registry import save_weights
 from .checkpoint import config_hash, load_checkpoint, save_checkpoint
 from .config import changed_settings, extends
+from .provenance import provenance
+from .run_log import RunLog
 from .state import TrainingState
 
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "model_best.safetensors", "model_last.safetensors",
-             CHECKPOINT, "summary.json")
+             CHECKPOINT, "summary.json", "train.log")
 """The files a run writes; a folder holding any of them holds an earlier run."""
 BASES = "bases.safetensors"
 LOCK = ".lock"
@@ -45,8 +47,8 @@ def environment() -> dict[str, str]:
 
 class RunFiles:
     """``config.yaml``, ``metrics.jsonl``, ``model_best.safetensors``,
-    ``model_last.safetensors``, ``checkpoint.pt`` and ``summary.json`` of the run in
-    ``path``. Without a ``path``, or when this process is not the ``writer`` (the other
+    ``model_last.safetensors``, ``checkpoint.pt``, ``summary.json`` and ``train.log`` of the
+    run in ``path``. Without a ``path``, or when this process is not the ``writer`` (the other
     ranks of a process group), nothing is written; every process can read the checkpoint."""
 
     def __init__(self, path: str | Path | None, writer: bool = True):
@@ -133,10 +135,15 @@ class RunFiles:
             lock.unlink(missing_ok=True)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        """Write the resolved config and the library versions."""
+        """Write the resolved config, the library versions and where the run comes from
+        (:func:`.provenance.provenance`; neither is a setting a resume checks)."""
         if self.writer:
-            record = {**config, "environment": environment()}
+            record = {**config, "environment": environment(), "provenance": provenance()}
             write_text(self.file("config.yaml"), yaml.safe_dump(record, sort_keys=False))
+
+    def logged(self) -> RunLog:
+        """The run's log records appended to ``train.log`` while this context lasts."""
+        return RunLog(self.file("train.log") if self.writer else None)
 
     def read_checkpoint(self, settings: Mapping[str, str]) -> dict[str, Any]:
         """The checkpoint, which must have been written with the same ``settings`` (see

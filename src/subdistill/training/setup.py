@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.labels import dataset_classes, dataset_targets
 from ..distributed import all_reduce_sum, is_main, local_device, rank, shard, world_size
 from ..errors import ConfigError, ModelError, first_line
 from ..fingerprint import data_fingerprint
@@ -22,12 +23,12 @@ from .pairs import probe_pairs
 
 
 def num_classes(dataset: Dataset) -> int:
-    """The number of classes of ``dataset`` (``len(dataset.classes)``, else the largest
-    label + 1)."""
-    classes = getattr(dataset, "classes", None)
+    """The number of classes of ``dataset``: ``len(dataset.classes)``, else the largest label
+    + 1 (both found without reading images where the dataset or what it wraps has them)."""
+    classes = dataset_classes(dataset)
     if classes is not None:
         return len(classes)
-    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1  # type: ignore[arg-type]
+    return int(dataset_targets(dataset).max()) + 1
 
 
 def check_outputs(teacher: nn.Module | None, student: nn.Module, example: torch.Tensor,

@@ -41,7 +41,9 @@ from .calibration import calibrate, calibration_batches, collapse_message
 from .checkpoint import config_hash
 from .config import TrainConfig, merge_config, resume_settings
 from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
+from .loggers import Trackers, check_run_loggers, experiment_loggers
 from .run_files import RunFiles
+from .run_log import RunLog
 from .scoring import DistillResult, describe_inputs, score, summary
 from .setup import build_checked_method, num_classes, prepare_method
 from .state import TrainingState
@@ -121,23 +123,38 @@ def epoch_line(method: str, row: Mapping[str, Any], epochs: int) -> str:
             + f", lr {row['lr']:.3g}, {row['seconds']:.1f} s")
 
 
+def result_line(result: DistillResult) -> str:
+    """One readable log line for a finished run's scores."""
+    scores = [("val accuracy", result.best_val_accuracy), ("test accuracy", result.test_accuracy),
+              ("teacher on the subtask", result.teacher_test_accuracy)]
+    return (f"{result.method.name} best epoch {result.best_epoch}: "
+            + ", ".join(f"{name} {value:.4f}" for name, value in scores if value is not None))
+
+
 def _train(runner: EpochRunner, state: TrainingState, files: RunFiles,
-           settings: Mapping[str, str], method: str, classes: int) -> None:
-    """Epochs from where ``state`` stands to the last: record, save, warn once on collapse."""
+           settings: Mapping[str, str], method: str, classes: int, run_log: RunLog,
+           trackers: Trackers) -> None:
+    """Epochs from where ``state`` stands to the last: record, save, log (``train.log`` and
+    the experiment loggers), warn once on collapse."""
     cfg, warned = runner.cfg, False
     bars = show_bars(cfg.progress and is_main())
     bar = tqdm(range(state.epochs_done, cfg.epochs), desc=method, disable=not bars,
                initial=state.epochs_done, total=cfg.epochs)
     for _ in bar:
         row = runner(state, bars)
-        if not bars and is_main():
-            log.info("%s", epoch_line(method, row, cfg.epochs))
+        if is_main():  # on a terminal the bar shows the epoch: its line goes to train.log only
+            line = epoch_line(method, row, cfg.epochs)
+            if bars:
+                run_log.note(line)
+            else:
+                log.info("%s", line)
         improved = state.record(row)
         collapse = None if warned else collapse_message(state.history, classes, cfg.epochs)
         if collapse is not None and is_main():
             log.warning("%s: %s", method, collapse)
             warned = True
         files.save_epoch(state, settings, improved)
+        trackers.log_epoch(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}",
                         val=f"{row.get('val_accuracy', float('nan')):.3f}",
                         best=f"{state.best['val_accuracy']:.3f}")
@@ -187,12 +204,17 @@ def distill(
     device = local_device(cfg.device)
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
                                      options=options, device=device)  # before any file
+    check_run_loggers(cfg.loggers, run_dir)
     flat = resume_settings(settings)
-    with files.claim(resume, overwrite) as resuming:
+    written = {**(record if record is not None else settings),
+               "fingerprints": settings["fingerprints"]}
+    with files.claim(resume, overwrite) as resuming, files.logged() as run_log, \
+            ExitStack() as stack:
         checkpoint = files.read_checkpoint(flat) if resuming else None  # same settings?
+        run_log.note(f"{method}: " + ("run started" if checkpoint is None else
+                                      f"resumed after epoch {len(checkpoint['history'])}"))
         if checkpoint is None or checkpoint["config_hash"] != config_hash(flat):  # or extended
-            files.write_config({**(record if record is not None else settings),
-                                "fingerprints": settings["fingerprints"]})
+            files.write_config(written)
         started = time.perf_counter()
         teacher = teacher if algorithm.needs_teacher else None
         augment = build_augment(cfg.augment, int(train[0][0].shape[-1]))
@@ -207,6 +229,8 @@ def distill(
         cache = run_cache.get()
         if checkpoint is not None:
             files.restore(state, checkpoint)
+        trackers = stack.enter_context(experiment_loggers(
+            cfg.loggers, files.path if files.writer else None, written, state.history))
         with attached(student, teacher, algorithm, cfg, device) as (step, teacher_taps):
             if isinstance(algorithm, LayerwiseMethod) and teacher is not None and not resuming:
                 calibrate(algorithm, student, lambda x, y: step.step_outputs(
@@ -215,13 +239,16 @@ def distill(
             model = step if not is_distributed() else DistributedDataParallel(  # averages grads
                 step, device_ids=[device.index] if device.type == "cuda" else None)
             runner = EpochRunner(model, step, teacher, teacher_taps, loader, cache, augment, val,
-                                 cfg, device)
+                                 cfg, device, test)
             prepare_seconds = time.perf_counter() - started
-            _train(runner, state, files, flat, method, num_classes(train))
+            _train(runner, state, files, flat, method, num_classes(train), run_log, trackers)
         state.restore_best()
         result = score(state, teacher, val, test, cfg, device, run_dir)
         result.prepare_seconds = prepare_seconds
-        files.write_summary(summary(result, cfg, describe_inputs(train)))
+        final = summary(result, cfg, describe_inputs(train))
+        files.write_summary(final)
+        trackers.finish(final)
+        run_log.note(result_line(result))
     return result
 
 
