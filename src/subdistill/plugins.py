@@ -10,19 +10,23 @@ A plugin is a module that registers its entries when imported (``@register_metho
 - a config lists it under ``imports:``, as a module name (``my_package.plugin``) or a path to
   a ``.py`` file (relative to the config file); :func:`import_plugins` imports them before
   the config is validated.
+
+Without registering anything, a model or an LRP canonizer can also be named by import path,
+``module:attribute`` (``my_package.models:make_net``), resolved by :func:`import_object`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from .errors import ConfigError
+from .errors import ConfigError, SubdistillError, closest, first_line
 
 GROUP = "subdistill.plugins"
 _loaded = False
@@ -76,3 +80,41 @@ def _import_one(name: str, base: Path) -> ModuleType:
         raise ConfigError(f"imports: plugin file {path} failed to import: "
                           f"{type(err).__name__}: {err}") from err
     return module
+
+
+def import_object(path: str, error: type[SubdistillError] = ConfigError) -> object:
+    """The object an import path ``module:attribute`` names (``my_package.models:make_net``;
+    the attribute may be dotted). Raises ``error`` when the module cannot be imported or lacks
+    the attribute."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise error(f"{path!r} is not an import path module:attribute (e.g. my_pkg.models:make_net)")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as err:
+        raise error(f"{path!r}: cannot import module {module_name!r} ({first_line(err)}); "
+                    "install it or add its folder to PYTHONPATH") from None
+    except Exception as err:  # the module's own error, named on one line (-v: traceback)
+        raise error(f"{path!r}: module {module_name!r} failed to import: "
+                    f"{type(err).__name__}: {first_line(err)}") from err
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [n for n in dir(target) if not n.startswith("_")]
+            raise error(f"{path!r}: {getattr(target, '__name__', module_name)!r} has no attribute "
+                        f"{part!r}.{closest(part, names)}")
+        target = getattr(target, part)
+    return target
+
+
+def keywords_taken(target: Callable[..., object], offered: Iterable[str],
+                   error: type[SubdistillError] = ConfigError) -> set[str]:
+    """The names in ``offered`` that ``target`` takes as keyword arguments (all of them when it
+    has ``**kwargs``), so that a user's callable is given only what its signature asks for."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        raise error(f"cannot read the signature of {target!r}") from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return set(offered)
+    return {name for name in offered
+            if name in params and params[name].kind is not inspect.Parameter.POSITIONAL_ONLY}

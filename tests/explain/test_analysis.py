@@ -14,6 +14,7 @@ from subdistill.explain.analysis import (
     shared_scale_auc,
     summarize,
 )
+from subdistill.explain.canonizers import canonizer_for
 from subdistill.models import create_model, save_weights
 
 
@@ -80,6 +81,41 @@ def test_explain_command_writes_figures_and_tables(tmp_path, capsys):
     text = (out / "summary.md").read_text()
     assert "| lrp | teacher | 1.000 ± 0.000 | 1.000 ± 0.000" in text and "| ig | random |" in text
     assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 2 * 2 * 3
+
+
+canonized: list[str] = []
+
+
+def teacher_canonizer(model, example):
+    """A user's LRP canonizer, named in the explain config: records the model it serves."""
+    canonized.append(type(model).__name__)
+    return canonizer_for(model, example)
+
+
+def test_explain_gives_lrp_the_configured_canonizer(tmp_path, capsys):
+    args = {"depth": 8, "widths": [4, 8, 8]}
+    save_weights(create_model("cifar_resnet", 10, 1, **args), tmp_path / "t.safetensors")
+    save_weights(create_model("mobile_student", 4, 1), tmp_path / "s.safetensors")
+    config = {"teacher": {"name": "cifar_resnet", "args": args,
+                          "weights": str(tmp_path / "t.safetensors")},
+              "student": {"name": "mobile_student"},
+              "students": {"random": str(tmp_path / "s.safetensors")},
+              "canonizer": {"teacher": f"{__name__}:teacher_canonizer"},
+              "data": {"dataset": "digits", "subtask": "confusable"},
+              "attributions": ["lrp"], "images": 2, "out_dir": str(tmp_path / "out")}
+    path = tmp_path / "explain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    canonized.clear()
+    assert main(["explain", str(path)]) == 0
+    assert canonized == ["CifarResNet"]  # the teacher's; the student keeps the built-in one
+    config["canonizer"] = {"students": "x:y"}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["explain", str(path)]) == 2
+    assert "canonizer: the keys are teacher and student, got ['students']" in capsys.readouterr().err
+    config["canonizer"] = {"student": f"{__name__}:no_such"}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check", str(path)]) == 2
+    assert "has no attribute 'no_such'" in capsys.readouterr().err
 
 
 def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):

@@ -1,5 +1,8 @@
+import logging
+
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from subdistill.explain.attribution import attribute, box_bounds
@@ -76,6 +79,37 @@ def test_lrp_conserves_through_canonized_residuals_and_pooling(build):
     assert torch.equal(model(x).detach(), reference)  # canonizers and hooks removed
 
 
+def _bias_free_torchvision(name: str) -> nn.Module:
+    """A random torchvision network without biases whose activations keep their scale: the
+    BatchNorm variances of one batch, zero BatchNorm means and shifts, bias-free heads (the
+    squeeze-excitation gates keep theirs: they scale, they add nothing)."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, num_classes=4).double()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 1.0
+    with torch.no_grad():
+        model.train()(torch.randn(4, 3, 32, 32, dtype=torch.float64))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.zeros_(m.running_mean)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
+def test_lrp_conserves_through_torchvision_mobile_blocks(name):
+    # Conserved only if the residual additions are Sum modules, the pooling a module and the
+    # squeeze-excitation gates pass the relevance of the gated map on unchanged.
+    model, x, y = _bias_free_torchvision(name), _images(1, 32), torch.tensor([2])
+    gap = logit_gap(model(x), y).detach()
+    heatmap = attribute(model, x, y, "lrp", **NORM)
+    assert heatmap.shape == (1, 32, 32)
+    torch.testing.assert_close(heatmap.sum((1, 2)), gap, rtol=1e-3, atol=0)
+
+
 def test_lrp_leaves_training_mode_alone():
     model = cifar_resnet(4, depth=8, widths=(4, 8, 8)).train()
     attribute(model, torch.randn(2, 3, 8, 8), torch.tensor([0, 1]), "lrp", **NORM)
@@ -102,6 +136,18 @@ def test_shapley_patches_efficiency_and_patch_constant_maps():
     torch.testing.assert_close(heatmaps.sum((1, 2)), expected.detach(), rtol=1e-4, atol=1e-5)
     patch = heatmaps[:, :4, :4]
     assert torch.allclose(patch, patch[:, :1, :1].expand_as(patch))
+
+
+def test_shapley_cost_is_logged_and_is_samples_times_patches_plus_one(caplog):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3)).double()
+    rows = []
+    net.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    x, y = _images(2, 16), torch.tensor([0, 2])
+    with caplog.at_level(logging.INFO, logger="subdistill.explain.attribution"):
+        attribute(net, x, y, "svs", n_samples=2)  # 2-px patches: an 8x8 grid at 16 px
+    assert "2 samples x 64 patches of 2 px + 1 = 129 forwards per image, 2 images" in caplog.text
+    assert sum(rows) == 2 * 129
 
 
 def test_bad_method_and_architecture_raise():

@@ -4,11 +4,14 @@ from contextlib import contextmanager
 import pytest
 import torch
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models import efficientnet_b0, mobilenet_v2, mobilenet_v3_small, resnet18
+from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.layer import Sum
 
+from subdistill.explain.attribution import lrp
 from subdistill.explain.canonizers import (
     canonizer_for,
+    canonizers_for,
     check_same_outputs,
     conv_bn_pairs,
 )
@@ -35,6 +38,9 @@ MODELS = {
     "cifar_resnet8": lambda: cifar_resnet(5, depth=8, widths=(8, 16, 32)),
     "mobile_student": lambda: mobile_student(5, widths=(8, 16), blocks_per_stage=2),
     "torchvision_resnet18": lambda: resnet18(num_classes=5),
+    "torchvision_mobilenet_v2": lambda: mobilenet_v2(num_classes=5),
+    "torchvision_mobilenet_v3_small": lambda: mobilenet_v3_small(num_classes=5),  # SE, eps 1e-3
+    "torchvision_efficientnet_b0": lambda: efficientnet_b0(num_classes=5),
 }
 
 
@@ -56,14 +62,16 @@ def test_canonized_model_gives_same_outputs_and_is_restored(name):
     model = _randomize_batch_norms(MODELS[name]())
     x = torch.randn(4, 3, 32, 32)
     state = {k: v.clone() for k, v in model.state_dict().items()}
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    eps = [bn.eps for bn in bns]
     with torch.no_grad():
         reference = model(x)
         with canonized(model, x):
             assert any(isinstance(m, Sum) for m in model.modules())  # residuals made visible
-            bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
             assert all(torch.all(bn.running_var == 1) for bn in bns)  # all merged
             merged = model(x)
         restored = model(x)
+    assert [bn.eps for bn in bns] == eps
     torch.testing.assert_close(merged, reference, rtol=1e-4, atol=1e-5)
     assert torch.equal(restored, reference)
     assert not any(isinstance(m, Sum) for m in model.modules())
@@ -99,3 +107,47 @@ def test_unsupported_architecture_raises():
 def test_changed_outputs_raise():
     with pytest.raises(ExplainError, match="changed its outputs"):
         check_same_outputs(torch.zeros(2, 3), torch.full((2, 3), 0.1), nn.Identity())
+
+
+class Spy(SequentialMergeBatchNorm):
+    """A user's canonizer that records the models it is applied to."""
+
+    applied: list[str] = []
+
+    def apply(self, root_module):
+        Spy.applied.append(type(root_module).__name__)
+        return super().apply(root_module)
+
+
+SPY = Spy()
+
+
+def make_spy(model):  # a factory named by import path; takes the model, not the example
+    Spy.applied.append(f"made for {type(model).__name__}")
+    return [Spy()]
+
+
+@pytest.mark.parametrize("given", [SPY, [SPY], f"{__name__}:SPY", f"{__name__}:make_spy"])
+def test_a_user_canonizer_serves_an_unsupported_architecture(given):
+    Spy.applied.clear()
+    model, x = Unsupported().eval(), torch.randn(1, 3, 8, 8)
+    assert all(isinstance(c, Spy) for c in canonizers_for(model, x, given))
+    relevance = lrp(model, x, torch.tensor([1]), mean=(0.5,) * 3, std=(0.25,) * 3, canonizer=given)
+    assert relevance.shape == (1, 3, 8, 8) and torch.isfinite(relevance).all()
+    assert "Unsupported" in Spy.applied
+
+
+def test_a_user_canonizer_replaces_the_built_in_one():
+    model, x = resnet18(num_classes=5).eval(), torch.randn(1, 3, 32, 32)
+    assert canonizers_for(model, x, []) == []
+    assert len(canonizers_for(model, x)) == 1
+
+
+@pytest.mark.parametrize("given, message", [
+    (f"{__name__}:Unsupported", "expected a zennit Canonizer or a list of them, got a 'Unsupported'"),
+    (f"{__name__}:MODELS", "got a 'dict'"),
+    (f"{__name__}:no_such", "has no attribute 'no_such'"),
+])
+def test_a_bad_user_canonizer_raises(given, message):
+    with pytest.raises(ExplainError, match=message):
+        canonizers_for(Unsupported(), torch.randn(1, 3, 8, 8), given)

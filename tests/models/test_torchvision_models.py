@@ -1,21 +1,25 @@
-"""Random weights only: pretrained downloads are replaced by a seeded fake get_model."""
+"""Random weights only: pretrained downloads are replaced by a seeded fake get_model, or by a
+seeded state dict where torchvision would download one."""
 
 import pytest
 import torch
 import torchvision
+from torchvision.models import ResNet18_Weights, ResNet101_Weights, WeightsEnum
 
+from subdistill.config import ModelConfig, from_mapping
 from subdistill.errors import ModelError
 from subdistill.models import count_parameters, create_model, list_models
+from subdistill.models.torchvision_models import weight_set
 
 REAL_GET_MODEL = torchvision.models.get_model
 
 
 @pytest.fixture
 def fake_pretrained(monkeypatch):
-    """get_model(weights="DEFAULT") returns the same seeded random 1000-class model each time."""
+    """get_model(weights=DEFAULT) returns the same seeded random 1000-class model each time."""
 
     def get_model(name, weights=None, **kwargs):
-        assert weights == "DEFAULT"
+        assert weights is torchvision.models.get_model_weights(name).DEFAULT
         torch.manual_seed(0)
         return REAL_GET_MODEL(name, weights=None, **kwargs)
 
@@ -112,3 +116,46 @@ def test_pretrained_stem_gives_rgb_response_on_grey_input(fake_pretrained):
         torch.testing.assert_close(
             two_channel(grey.expand(1, 2, 32, 32)), rgb(grey.expand(1, 3, 32, 32))
         )
+
+
+# --- named weight sets ------------------------------------------------------------------------
+
+
+def test_pretrained_names_a_weight_set():
+    assert weight_set("resnet101", True) is ResNet101_Weights.IMAGENET1K_V2  # DEFAULT
+    assert weight_set("resnet101", "IMAGENET1K_V1") is ResNet101_Weights.IMAGENET1K_V1
+    with pytest.raises(ModelError) as info:
+        weight_set("resnet101", "IMAGENET1K_V3")
+    message = str(info.value)
+    assert "no weight set 'IMAGENET1K_V3'" in message and "\n" not in message
+    assert "Available: IMAGENET1K_V1, IMAGENET1K_V2 (pretrained: true = DEFAULT = IMAGENET1K_V2)" \
+        in message
+
+
+def test_named_weights_are_what_torchvision_loads(monkeypatch):
+    loaded = []
+
+    def get_state_dict(self, *args, **kwargs):  # instead of the download
+        loaded.append(self)
+        torch.manual_seed(0)
+        return REAL_GET_MODEL("resnet18", weights=None).state_dict()
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", get_state_dict)
+    model = create_model("resnet18", 5, pretrained="IMAGENET1K_V1")
+    assert loaded == [ResNet18_Weights.IMAGENET1K_V1] and model.fc.out_features == 5
+    with pytest.raises(ModelError, match="no weight set 'V9'"):
+        create_model("resnet18", 5, pretrained="V9")
+    assert len(loaded) == 1
+
+
+def test_a_weight_set_name_is_a_model_config_value():
+    config = from_mapping(ModelConfig, {"name": "resnet101", "pretrained": "IMAGENET1K_V1"})
+    assert config.pretrained == "IMAGENET1K_V1"
+    assert from_mapping(ModelConfig, {"name": "resnet101", "pretrained": True}).pretrained is True
+
+
+def test_a_weight_set_name_on_a_model_without_weight_sets():
+    with pytest.raises(ModelError, match="has no pretrained weights"):
+        create_model("cifar_resnet20", 5, pretrained="IMAGENET1K_V1")
+    with pytest.raises(ModelError, match=r"by a tag of the model name instead \(timm:<model>\.<tag>"):
+        create_model("timm:resnet18", 5, pretrained="IMAGENET1K_V1")

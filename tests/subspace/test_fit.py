@@ -90,3 +90,18 @@ def test_non_finite_activations_name_the_layer_and_batch(tiny_cnn, tiny_images):
     loader = DataLoader(torch.utils.data.TensorDataset(x, tiny_images.tensors[1]), batch_size=10)
     with pytest.raises(NonFiniteError, match="activations or gradients at teacher layer .stage1. in batch 3"):
         fit_subspaces(tiny_cnn, loader, ["stage1"])
+
+
+def test_a_basis_from_fewer_vectors_than_dimensions_warns(tiny_cnn, tiny_images, caplog):
+    few = DataLoader(torch.utils.data.Subset(tiny_images, range(3)), batch_size=3)
+    with caplog.at_level("WARNING", logger="subdistill.subspace.fit"):
+        bases = fit_subspaces(tiny_cnn, few, {"stage1": 2, "stage2": 2}, positions=1)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert "layer 'stage2': basis fitted from 3 vectors for d = 8 dimensions" in caplog.text
+    assert "rank-limited" in caplog.text
+    assert bases["stage2"].metadata["rank_limited"] == "true"
+    assert bases["stage2"].metadata["samples"] == "3"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="subdistill.subspace.fit"):
+        bases = fit_subspaces(tiny_cnn, DataLoader(tiny_images, batch_size=40), {"stage2": 2})
+    assert not caplog.records and bases["stage2"].metadata["rank_limited"] == "false"

@@ -38,6 +38,7 @@ def bench_agreement(teacher: ModelConfig, student: ModelConfig, data: DataConfig
             images=images, out_dir=str(Path(out_dir) / "agreement" / label))
         done = Path(explain.out_dir) / "agreement.json"
         record = to_dict(explain)
+        del record["canonizer"]  # never set here: records made before the key stay valid
         saved = json.loads(done.read_text()) if done.is_file() else {}
         if saved.get("config") != record:
             saved = {"config": record, "summary": run_explain(explain)}

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .attribution import attribute
+from .canonizers import CanonizerSpec
 from .flipping import flip_curves
 from .metrics import cosine, patch_pool, pearson, topk_overlap
 from .patches import default_patch_size
@@ -17,11 +18,17 @@ TEACHER = "teacher"
 
 
 def heatmaps_for(models: Mapping[str, nn.Module], images: Tensor, labels: Tensor, method: str,
-                 mean: Sequence[float], std: Sequence[float], **options: Any) -> dict[str, Tensor]:
-    """(B, H, W) heatmaps of every model (LRP gets the box bounds from ``mean``/``std``)."""
-    if method == "lrp":
-        options = {"mean": mean, "std": std, **options}
-    return {name: attribute(model, images, labels, method, **options)
+                 mean: Sequence[float], std: Sequence[float],
+                 canonizers: Mapping[str, CanonizerSpec] | None = None,
+                 **options: Any) -> dict[str, Tensor]:
+    """(B, H, W) heatmaps of every model (LRP gets the box bounds from ``mean``/``std``, and
+    ``canonizers[name]``, the user's canonizer of a model, where given)."""
+    def options_of(name: str) -> dict[str, Any]:
+        if method != "lrp":
+            return options
+        return {"mean": mean, "std": std, "canonizer": (canonizers or {}).get(name), **options}
+
+    return {name: attribute(model, images, labels, method, **options_of(name))
             for name, model in models.items()}
 
 

@@ -3,6 +3,7 @@ sampling (captum). Every method returns per-pixel attributions summed over colou
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -11,9 +12,9 @@ from torch import Tensor, nn
 from zennit.attribution import Gradient
 from zennit.composites import EpsilonGammaBox
 
-from subdistill.explain.canonizers import canonizer_for, check_same_outputs
+from subdistill.explain.canonizers import CanonizerSpec, canonizers_for, check_same_outputs
 from subdistill.explain.errors import ExplainError
-from subdistill.explain.patches import default_patch_size, patch_ids
+from subdistill.explain.patches import grid_shape, patch_ids, shapley_patch_size
 from subdistill.explain.target import gap_function, gap_output_relevance
 from subdistill.models.restricted import RestrictedTeacher
 from subdistill.modes import frozen
@@ -21,6 +22,8 @@ from subdistill.registry import Registry
 
 __all__ = ["ATTRIBUTIONS", "attribute", "box_bounds", "integrated_gradients", "list_attributions",
            "lrp", "register_attribution", "shapley_patches"]
+
+log = logging.getLogger(__name__)
 
 
 def box_bounds(mean: Sequence[float], std: Sequence[float]) -> tuple[Tensor, Tensor]:
@@ -39,12 +42,15 @@ def lrp(
     std: Sequence[float],
     gamma: float = 1.0,
     epsilon: float = 1e-6,
+    canonizer: CanonizerSpec | None = None,
 ) -> Tensor:
     """LRP with zennit's EpsilonGammaBox: ZBox on the first conv (bounds from ``mean``/``std``),
     Gamma on the other convs, Epsilon on dense layers; output relevance = the logit gap.
 
-    A RestrictedTeacher is explained through its ``.module`` with the subtask's logit columns.
-    Returns (B, C, H, W) relevance; for bias-free ReLU networks it sums to the gap per image.
+    ``canonizer``: the user's zennit canonizer(s) (see :func:`canonizers_for`) instead of the
+    built-in one of the architecture. A RestrictedTeacher is explained through its ``.module``
+    with the subtask's logit columns. Returns (B, C, H, W) relevance; for bias-free ReLU
+    networks it sums to the gap per image.
     """
     if not len(mean) == len(std) == images.shape[1]:
         raise ExplainError(
@@ -55,7 +61,7 @@ def lrp(
         net, columns = model.module, model.indices
     low, high = (bound.to(images) for bound in box_bounds(mean, std))
     composite = EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma,
-                                canonizers=[canonizer_for(net, images)])
+                                canonizers=canonizers_for(net, images, canonizer))
     with torch.no_grad():
         expected = net(images)
     with Gradient(net, composite) as attributor:
@@ -94,13 +100,19 @@ def shapley_patches(
     perturbations_per_eval: int = 8,
 ) -> Tensor:
     """Shapley value sampling of the logit gap with square patches as players (absent = zero,
-    the dataset mean colour); ``patch`` defaults to :func:`default_patch_size`.
+    the dataset mean colour); ``patch`` defaults to :func:`shapley_patch_size` (an 8x8 grid).
 
+    Cost: ``n_samples`` x patches + 1 forwards per image (logged at INFO before starting).
     Each patch's value is spread evenly over its pixels and channels, so a heatmap sums to
     ``gap(x) - gap(0)`` (captum accumulates in float32). Sampling uses torch's global RNG.
     """
     channels, height, width = images.shape[1:]
-    ids = patch_ids(height, width, patch or default_patch_size(height, width)).to(images.device)
+    patch = patch or shapley_patch_size(height, width)
+    rows, cols = grid_shape(height, width, patch)
+    log.info("Shapley value sampling: %d samples x %d patches of %d px + 1 = %d forwards per "
+             "image, %d images", n_samples, rows * cols, patch, n_samples * rows * cols + 1,
+             len(images))
+    ids = patch_ids(height, width, patch).to(images.device)
     mask = ids.expand(1, channels, height, width).contiguous()
     values = ShapleyValueSampling(gap_function(model)).attribute(
         images,

@@ -3,19 +3,32 @@
 Canonizing merges every BatchNorm into the conv/linear layer that feeds it and turns residual
 additions and global pooling into modules that LRP rules can see. Supported: our
 :class:`CifarResNet` and :class:`MobileStudent`, torchvision ResNets (zennit's
-``ResNetCanonizer``) and VGGs, and plain ``nn.Sequential`` stacks of standard layers.
+``ResNetCanonizer``), VGGs, MobileNetV2/V3 and EfficientNets (V1 and V2), and plain
+``nn.Sequential`` stacks of standard layers. Squeeze-excitation gates are treated as constants:
+the relevance of a gated map goes to the map, none to the gate. Any other model takes the
+user's own zennit canonizer (:func:`canonizers_for`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import VGG, ResNet
+from torchvision.models import (
+    VGG,
+    EfficientNet,
+    MobileNetV2,
+    MobileNetV3,
+    ResNet,
+    efficientnet,
+    mobilenetv2,
+    mobilenetv3,
+)
+from torchvision.ops.misc import SqueezeExcitation
 from zennit.canonizers import (
     AttributeCanonizer,
     Canonizer,
@@ -31,10 +44,11 @@ from subdistill.explain.errors import ExplainError
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
 from subdistill.models.mobile import InvertedResidual, MobileStudent
 from subdistill.modes import frozen
+from subdistill.plugins import import_object, keywords_taken
 from subdistill.registry import Registry
 
-__all__ = ["CANONIZERS", "CanonizerRule", "canonizer_for", "check_same_outputs", "conv_bn_pairs",
-           "register_canonizer"]
+__all__ = ["CANONIZERS", "CanonizerRule", "CanonizerSpec", "ExactMergeBatchNorm", "canonizer_for",
+           "canonizers_for", "check_same_outputs", "conv_bn_pairs", "register_canonizer"]
 
 _SEQUENTIAL_LEAVES = (Linear, BatchNorm, Activation, AvgPool, MaxPool, nn.Flatten, nn.Dropout,
                       nn.Identity)
@@ -85,6 +99,41 @@ def _inverted_residual_forward(self: Any, x: Tensor) -> Tensor:  # an InvertedRe
     return self.canonizer_sum(torch.stack([x, out], dim=-1)) if self.residual else out
 
 
+def _torchvision_v2_residual_forward(self: Any, x: Tensor) -> Tensor:  # MobileNetV2's block
+    out = self.conv(x)
+    return self.canonizer_sum(torch.stack([x, out], dim=-1)) if self.use_res_connect else out
+
+
+def _torchvision_block_forward(self: Any, x: Tensor) -> Tensor:  # MobileNetV3's, (Fused)MBConv
+    out = self.block(x)
+    if not self.use_res_connect:
+        return out
+    if hasattr(self, "stochastic_depth"):  # EfficientNet's (the identity in eval mode)
+        out = self.stochastic_depth(out)
+    return self.canonizer_sum(torch.stack([x, out], dim=-1))
+
+
+class _Gated(torch.autograd.Function):
+    """``signal * gate``, whose backward hands the incoming relevance to the signal unchanged
+    and none to the gate (LRP's signal-take-all rule for multiplicative gates)."""
+
+    @staticmethod
+    def forward(ctx: Any, signal: Tensor, gate: Tensor) -> Tensor:
+        return signal * gate
+
+    @staticmethod
+    def backward(ctx: Any, relevance: Tensor) -> tuple[Tensor, None]:
+        return relevance, None
+
+
+def _squeeze_excitation_forward(self: Any, x: Tensor) -> Tensor:  # a SqueezeExcitation
+    return _Gated.apply(x, self._scale(x).detach())
+
+
+def _mobilenet_v2_forward(self: Any, x: Tensor) -> Tensor:  # a MobileNetV2 (functional pooling)
+    return self.classifier(torch.flatten(self.canonizer_pool(self.features(x)), 1))
+
+
 def _cifar_resnet_forward(self: Any, x: Tensor) -> Tensor:  # a CifarResNet
     x = F.relu(self.bn1(self.conv1(x)))
     for index in range(1, self.num_stages + 1):
@@ -103,6 +152,12 @@ _FORWARDS: dict[type[nn.Module], _Forward] = {
     InvertedResidual: (_inverted_residual_forward, {"canonizer_sum": Sum}),
     CifarResNet: (_cifar_resnet_forward, {"canonizer_pool": lambda: nn.AdaptiveAvgPool2d(1)}),
     MobileStudent: (_mobile_student_forward, {"canonizer_pool": lambda: nn.AdaptiveAvgPool2d(1)}),
+    mobilenetv2.InvertedResidual: (_torchvision_v2_residual_forward, {"canonizer_sum": Sum}),
+    mobilenetv3.InvertedResidual: (_torchvision_block_forward, {"canonizer_sum": Sum}),
+    efficientnet.MBConv: (_torchvision_block_forward, {"canonizer_sum": Sum}),
+    efficientnet.FusedMBConv: (_torchvision_block_forward, {"canonizer_sum": Sum}),
+    SqueezeExcitation: (_squeeze_excitation_forward, {}),
+    MobileNetV2: (_mobilenet_v2_forward, {"canonizer_pool": lambda: nn.AdaptiveAvgPool2d(1)}),
 }
 
 
@@ -140,8 +195,26 @@ def register_canonizer(name: str, applies: Callable[[nn.Module], bool],
     return CANONIZERS.register(name, CanonizerRule(applies, build))
 
 
-def _ours(model: nn.Module, example: Tensor) -> Canonizer:
-    return CompositeCanonizer([NamedMergeBatchNorm(conv_bn_pairs(model, example)),
+class ExactMergeBatchNorm(NamedMergeBatchNorm):
+    """zennit's NamedMergeBatchNorm, with the merged BatchNorm an exact identity: zennit keeps
+    its ``eps``, so it still divides by sqrt(1 + eps), 0.05 % per layer at the eps = 1e-3 of
+    torchvision's MobileNetV3 and EfficientNetV2; here ``eps`` is 0 while merged."""
+
+    def register(self, linears: Sequence[nn.Module], batch_norm: nn.modules.batchnorm._BatchNorm) -> None:
+        """Merge ``batch_norm`` into ``linears`` and make it the identity."""
+        self.eps = batch_norm.eps
+        super().register(linears, batch_norm)
+        batch_norm.eps = 0.0
+
+    def remove(self) -> None:
+        """Undo the merge, ``eps`` included."""
+        super().remove()
+        self.batch_norm.eps = self.eps
+
+
+def _merge_and_route(model: nn.Module, example: Tensor) -> Canonizer:
+    """Traced conv -> BatchNorm merges, and the LRP-ready forwards of ``_FORWARDS``."""
+    return CompositeCanonizer([ExactMergeBatchNorm(conv_bn_pairs(model, example)),
                                AttributeCanonizer(_forward_attributes)])
 
 
@@ -149,7 +222,11 @@ register_canonizer("torchvision-resnet", lambda m: isinstance(m, ResNet),
                    lambda m, x: ResNetCanonizer())
 register_canonizer("torchvision-vgg", lambda m: isinstance(m, VGG),
                    lambda m, x: SequentialMergeBatchNorm())
-register_canonizer("subdistill-models", lambda m: type(m) in (CifarResNet, MobileStudent), _ours)
+register_canonizer("torchvision-mobile",
+                   lambda m: isinstance(m, (MobileNetV2, MobileNetV3, EfficientNet)),
+                   _merge_and_route)
+register_canonizer("subdistill-models", lambda m: type(m) in (CifarResNet, MobileStudent),
+                   _merge_and_route)
 register_canonizer("sequential", _is_plain_sequential, lambda m, x: SequentialMergeBatchNorm())
 
 
@@ -161,10 +238,36 @@ def canonizer_for(model: nn.Module, example: Tensor) -> Canonizer:
             return rule.build(model, example)
     raise ExplainError(
         f"LRP cannot canonize a {type(model).__name__}: supported are CifarResNet, MobileStudent, "
-        "torchvision ResNet and VGG, nn.Sequential stacks of standard layers, and models of a "
-        "registered canonizer (register_canonizer; docs/extending.md). "
-        "Use method 'ig' or 'svs' for other architectures."
+        "torchvision ResNet, VGG, MobileNetV2/V3 and EfficientNet, nn.Sequential stacks of "
+        "standard layers, and models of a registered canonizer (register_canonizer); else give "
+        "your own zennit canonizer (canonizer: module:attribute; docs/explainability.md) or use "
+        "method 'ig' or 'svs'."
     )
+
+
+CanonizerSpec = Union[str, Canonizer, Sequence[Canonizer]]
+"""A zennit Canonizer, a list of them, or the import path ``module:attribute`` of either or of
+a factory of either (called with the ``model`` and ``example`` it takes by name)."""
+
+
+def canonizers_for(model: nn.Module, example: Tensor,
+                   given: CanonizerSpec | None = None) -> list[Canonizer]:
+    """The canonizers LRP applies to ``model``: ``given`` (see :data:`CanonizerSpec`; ``[]``:
+    none), else the registered rule's (:func:`canonizer_for`)."""
+    if given is None:
+        return [canonizer_for(model, example)]
+    chosen: object = given
+    if isinstance(given, str):
+        chosen = import_object(given, ExplainError)
+        if callable(chosen) and not isinstance(chosen, Canonizer):
+            offered = {"model": model, "example": example}
+            taken = keywords_taken(chosen, offered, ExplainError)
+            chosen = chosen(**{key: value for key, value in offered.items() if key in taken})
+    listed = [chosen] if isinstance(chosen, Canonizer) else chosen
+    if not isinstance(listed, (list, tuple)) or not all(isinstance(c, Canonizer) for c in listed):
+        raise ExplainError(f"canonizer {given!r}: expected a zennit Canonizer or a list of them, "
+                           f"got a {type(chosen).__name__!r}")
+    return list(listed)
 
 
 def check_same_outputs(original: Tensor, canonized: Tensor, model: nn.Module) -> None:

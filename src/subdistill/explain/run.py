@@ -4,6 +4,7 @@ agreement metrics per image (CSV), a summary per model (Markdown) and a figure p
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ..config import DataConfig, ModelConfig, read_yaml, to_dict
 from ..errors import ConfigError
 from ..jobs import TaskData, build_model, load_task_data
 from ..models.restricted import restrict_teacher
+from ..plugins import import_object
 from ..results import final_run_dirs, subtask_label
 from ..training.trainer import seed_everything
 from .analysis import TEACHER, agreement_rows, heatmaps_for, paired_differences, summarize
@@ -31,7 +33,10 @@ class ExplainConfig:
     is labelled ``reference``, the summary adds its paired differences to every other student.
 
     ``bench`` names a benchmark's ``out_dir``: its finished final runs at ``data.subtask``,
-    ``data.rho`` and ``bench_seed`` are added as students, labelled by method."""
+    ``data.rho`` and ``bench_seed`` are added as students, labelled by method. ``canonizer``
+    gives LRP the user's own zennit canonizer of the ``teacher`` and/or the ``student``
+    architecture as an import path ``module:attribute`` (see
+    :func:`subdistill.explain.canonizers.canonizers_for`); the others get the built-in one."""
 
     teacher: ModelConfig
     student: ModelConfig
@@ -44,6 +49,7 @@ class ExplainConfig:
     top_k: int = 5
     seed: int = 0
     reference: str = "subdistill"
+    canonizer: dict[str, str] = field(default_factory=dict)
     out_dir: str = "runs/explain"
     imports: list[str] = field(default_factory=list)
 
@@ -55,6 +61,9 @@ class ExplainConfig:
             raise ConfigError(f"students: {TEACHER!r} is reserved for the teacher")
         if self.images < 1:
             raise ConfigError(f"images must be at least 1, got {self.images}")
+        unknown = sorted(set(self.canonizer) - {TEACHER, "student"})
+        if unknown:
+            raise ConfigError(f"canonizer: the keys are {TEACHER} and student, got {unknown}")
 
 
 def _weights(path: str) -> str:
@@ -93,6 +102,13 @@ def explained_models(config: ExplainConfig, data: TaskData) -> dict[str, nn.Modu
     return models
 
 
+def model_canonizers(config: ExplainConfig, labels: Iterable[str]) -> dict[str, str]:
+    """The user's LRP canonizer (import path) of each model label that ``config`` gives one."""
+    roles = {label: TEACHER if label == TEACHER else "student" for label in labels}
+    return {label: config.canonizer[role] for label, role in roles.items()
+            if role in config.canonizer}
+
+
 def check_explain(config: ExplainConfig) -> str:
     """Validate an explain config without explaining: the data, the attribution methods, the
     teacher and every student's weights. Returns a report."""
@@ -101,6 +117,8 @@ def check_explain(config: ExplainConfig) -> str:
     data = load_task_data(config.data, config.seed)
     for name in config.attributions:
         ATTRIBUTIONS.get(name)
+    for path in config.canonizer.values():
+        import_object(path, ConfigError)
     models = explained_models(config, data)
     return (f"subtask {data.subtask.name}: {', '.join(data.subtask.names)}; "
             f"{min(config.images, len(data.splits.test))} test images\n"
@@ -120,7 +138,8 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
     out = Path(config.out_dir)
     rows = []
     for method in config.attributions:
-        maps = heatmaps_for(models, images, labels, method, test.mean, test.std)
+        maps = heatmaps_for(models, images, labels, method, test.mean, test.std,
+                            canonizers=model_canonizers(config, models))
         rows += agreement_rows(models, maps, images, labels, method, top_k=config.top_k)
         heatmap_grid(out / f"heatmaps_{method}.png", images, maps, test.mean, test.std,
                      title=f"{method}: {data.subtask.name}")

@@ -1,12 +1,16 @@
 """Model registry: build any registered network by name, and save/load its weights.
 
 A factory has the signature ``f(num_classes, in_channels=3, pretrained=False, **kwargs)``.
-Names of the form ``"prefix:name"`` are resolved by a prefix resolver (e.g. ``timm:``).
+Names of the form ``"prefix:name"`` are resolved by a prefix resolver (e.g. ``timm:``); any
+other ``"module:callable"`` (``my_pkg.models:make_net``) names a user's own factory, imported
+on use and given ``num_classes``, ``in_channels`` and ``pretrained`` only where its signature
+takes them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from subdistill.atomic import atomic_path
-from subdistill.errors import ModelError
+from subdistill.errors import ModelError, closest, first_line
+from subdistill.plugins import import_object, keywords_taken
 from subdistill.registry import Registry
 
 __all__ = [
@@ -47,8 +52,9 @@ PrefixResolver = Callable[[str], ModelFactory]
 F = TypeVar("F", bound=ModelFactory)
 
 MODELS: Registry[ModelFactory] = Registry(
-    "model", ModelError, "`subdistill list models` lists them; prefixed names such as "
-    "'timm:<name>' reach other libraries.")
+    "model", ModelError, "`subdistill list models` lists them; 'my_pkg.module:make_net' builds "
+    "your own factory's model, 'timm:<name>' timm's (its own implementation, whose layer paths "
+    "differ from those of the torchvision model of the same name).")
 MODEL_PREFIXES: Registry[PrefixResolver] = Registry("model prefix", ModelError)
 
 
@@ -75,8 +81,9 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names if pattern is None else fnmatch.filter(names, pattern)
 
 
-def reject_pretrained(name: str, pretrained: bool) -> None:
-    """Raise for ``pretrained=True`` on a model that has no published weights."""
+def reject_pretrained(name: str, pretrained: bool | str) -> None:
+    """Raise for ``pretrained`` (true or a weight set's name) on a model that has no published
+    weights."""
     if pretrained:
         raise ModelError(
             f"Model {name!r} has no pretrained weights; train it, or pass weights=PATH "
@@ -88,11 +95,13 @@ def create_model(
     name: str,
     num_classes: int,
     in_channels: int = 3,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     weights: str | Path | None = None,
     **kwargs: object,
 ) -> nn.Module:
-    """Build model ``name``; ``weights`` optionally names a .safetensors state dict to load."""
+    """Build model ``name`` (a registered name, ``prefix:name`` or ``module:callable``);
+    ``pretrained`` is true or the name of a published weight set (torchvision's
+    ``IMAGENET1K_V1``, ...); ``weights`` optionally names a .safetensors state dict to load."""
     if num_classes < 1 or in_channels < 1:
         raise ModelError(
             f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}."
@@ -105,6 +114,9 @@ def create_model(
         model = factory(num_classes, in_channels=in_channels, pretrained=pretrained, **kwargs)
     except (TypeError, ValueError, RuntimeError) as err:  # ill-typed or inconsistent arguments
         raise ModelError(f"cannot build {name!r} with arguments {kwargs}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"the factory of model {name!r} returned a {type(model).__name__!r}, "
+                         "not a torch nn.Module")
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -112,7 +124,42 @@ def create_model(
 
 def _resolve(name: str) -> ModelFactory:
     prefix, sep, rest = name.partition(":")
-    return MODEL_PREFIXES.get(prefix)(rest) if sep else MODELS.get(name)
+    if not sep:
+        return MODELS.get(name)
+    if prefix in MODEL_PREFIXES:
+        return MODEL_PREFIXES.get(prefix)(rest)
+    return _user_factory(name)
+
+
+def _user_factory(path: str) -> ModelFactory:
+    """The factory of a ``module:callable`` model name, adapted to the registry's signature:
+    ``num_classes``, ``in_channels`` and ``pretrained`` are passed only where the callable's
+    signature takes them (``pretrained`` must then not be asked for)."""
+    try:
+        target = import_object(path, ModelError)
+    except ModelError as err:
+        prefix = path.partition(":")[0]
+        hint = closest(prefix, MODEL_PREFIXES.names())
+        if not hint:
+            raise
+        raise ModelError(f"unknown model prefix {prefix!r}.{hint} Prefixes: "
+                         f"{', '.join(MODEL_PREFIXES.names())}; as module:callable: "
+                         f"{first_line(err)}") from None
+    if not callable(target):
+        raise ModelError(f"model {path!r} is not callable (a {type(target).__name__!r}); name "
+                         "a function or class that returns an nn.Module")
+    taken = keywords_taken(target, _BASE_ARGS, ModelError)
+
+    def factory(num_classes: int, in_channels: int = 3, pretrained: bool | str = False,
+                **kwargs: object) -> nn.Module:
+        if pretrained and "pretrained" not in taken:
+            raise ModelError(f"model {path!r} takes no 'pretrained' argument; load weights with "
+                             "weights=PATH instead")
+        given = {"num_classes": num_classes, "in_channels": in_channels, "pretrained": pretrained}
+        return target(**{key: value for key, value in given.items() if key in taken}, **kwargs)
+
+    # __wrapped__ only (not a class's __dict__): the arguments check reads target's signature
+    return functools.update_wrapper(factory, target, assigned=(), updated=())
 
 
 def _check_kwargs(name: str, factory: ModelFactory, kwargs: dict[str, object]) -> None:

@@ -24,8 +24,13 @@ def _import_timm() -> ModuleType:
 
 
 def _build(
-    name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False, **kwargs: object
+    name: str, num_classes: int, in_channels: int = 3, pretrained: bool | str = False,
+    **kwargs: object
 ) -> nn.Module:
+    if isinstance(pretrained, str):
+        raise ModelError(f"timm model {name!r} takes pretrained: true; name its weight set by a "
+                         "tag of the model name instead (timm:<model>.<tag>, e.g. "
+                         "timm:resnet50.a1_in1k)")
     timm = _import_timm()
     return timm.create_model(
         name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs

@@ -1,6 +1,7 @@
 """Every torchvision classification model, registered under its torchvision name.
 
-Nothing is built at import. ``pretrained=True`` loads torchvision's ``DEFAULT`` weights
+Nothing is built at import. ``pretrained=True`` loads torchvision's ``DEFAULT`` weights,
+``pretrained="IMAGENET1K_V1"`` (any name of the model's weight enum) that weight set
 (downloaded on first use). With pretrained weights and ``num_classes`` different from the
 weights' class count, every classifier output layer (including auxiliary heads) is replaced by a
 freshly initialised one. ``in_channels != 3`` replaces the stem convolution; pretrained stem
@@ -15,33 +16,52 @@ from functools import partial
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import WeightsEnum
 
-from subdistill.errors import ModelError
+from subdistill.errors import ModelError, closest
 from subdistill.models.registry import register_model
 
-__all__ = ["torchvision_model"]
+__all__ = ["torchvision_model", "weight_set"]
 
 
 def torchvision_model(
-    name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False, **kwargs: object
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    pretrained: bool | str = False,
+    **kwargs: object,
 ) -> nn.Module:
-    """Build torchvision model ``name``; extra ``kwargs`` go to its torchvision builder."""
-    size = {} if pretrained else {"num_classes": num_classes}
+    """Build torchvision model ``name``; ``pretrained``: true (the ``DEFAULT`` weights) or a
+    weight set's name (see :func:`weight_set`); extra ``kwargs`` go to its torchvision builder."""
+    weights = weight_set(name, pretrained) if pretrained else None
+    size = {} if weights else {"num_classes": num_classes}
     try:
-        model = torchvision.models.get_model(
-            name, weights="DEFAULT" if pretrained else None, **size, **kwargs
-        )
+        model = torchvision.models.get_model(name, weights=weights, **size, **kwargs)
     except (TypeError, ValueError) as e:
         raise ModelError(
             f"torchvision model {name!r} rejected arguments {sorted(kwargs)}: {e}"
         ) from e
-    if pretrained:
-        categories = len(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
+    if weights is not None:
+        categories = len(weights.meta["categories"])
         if num_classes != categories:
             _replace_heads(model, categories, num_classes)
     if in_channels != 3:
-        _replace_stem(model, name, in_channels, pretrained)
+        _replace_stem(model, name, in_channels, weights is not None)
     return model
+
+
+def weight_set(name: str, pretrained: bool | str) -> WeightsEnum:
+    """The published weights of torchvision model ``name`` that ``pretrained`` names: ``DEFAULT``
+    for true, else the weight enum's member of that name (``IMAGENET1K_V1``, ...); nothing is
+    downloaded here."""
+    sets = torchvision.models.get_model_weights(name)
+    choice = "DEFAULT" if pretrained is True else str(pretrained)
+    if choice not in sets.__members__:
+        names = [member.name for member in sets]
+        raise ModelError(f"torchvision model {name!r} has no weight set {choice!r}."
+                         f"{closest(choice, names)} Available: {', '.join(names)} "
+                         f"(pretrained: true = DEFAULT = {sets.DEFAULT.name}).")
+    return sets[choice]
 
 
 def _replace_heads(model: nn.Module, old_classes: int, num_classes: int) -> None:

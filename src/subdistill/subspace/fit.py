@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..taps import LayerTaps, as_grid, flatten_positions
 from .basis import Basis, basis_from_moments
 from .moments import MomentAccumulator
 
+log = logging.getLogger(__name__)
 
 def logit_margin(logits: Tensor) -> Tensor:
     """Explained scalar per sample: top-1 minus runner-up logit (the teacher's own prediction)."""
@@ -49,7 +51,8 @@ class LayerStatistics:
         basis = basis_from_moments(moments, method, k, seed=seed, energy_cov=energy_cov)
         where = "sampled positions" if self.compared_size is None else (
             "all positions of the map pooled to %dx%d" % self.compared_size)
-        basis.metadata.update(samples=str(moments.count), energy_on=where)
+        basis.metadata.update(samples=str(moments.count), energy_on=where,
+                              rank_limited=str(moments.count < moments.dim).lower())
         return basis
 
 
@@ -264,4 +267,9 @@ def solve_bases(stats: Mapping[str, LayerStatistics], ks: Mapping[str, int | Non
         except BasisError as err:
             raise BasisError(f"layer {layer!r}: {err}") from None
         bases[layer].metadata["layer"] = layer
+        if bases[layer].metadata["rank_limited"] == "true":
+            log.warning("layer %r: basis fitted from %d vectors for d = %d dimensions: it is "
+                        "rank-limited (directions outside the span of the vectors are "
+                        "arbitrary); use more images or positions per image",
+                        layer, entry.pairs.count, bases[layer].dim)
     return bases
