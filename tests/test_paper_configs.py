@@ -24,7 +24,7 @@ from torchvision.models import VisionTransformer
 from subdistill import jobs
 from subdistill.cli import main
 from subdistill.config import TeacherConfig, load_config
-from subdistill.data import load_dataset
+from subdistill.data import imagenet_class_names, load_dataset
 from subdistill.data.cifar import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 from subdistill.data.subtask import PRESETS, Subtask
 from subdistill.errors import BasisError
@@ -234,12 +234,13 @@ RESNET_PAIRS = {"layer1": (256, 64), "layer2": (512, 96), "layer3": (1024, 128),
 
 
 def test_imagenet_layout_resolves_the_preset(imagenet_root):
-    """1000 WordNet-id folders make the tree an ImageNet one, so the ImageNet presets apply."""
+    """1000 WordNet-id folders make the tree an ImageNet one, so the ImageNet presets apply
+    and the classes get their ImageNet names."""
     config = load_config(RESNET_CONFIG, ["train.device=cpu", f"data.root={imagenet_root}"])
     data = jobs.load_task_data(config.data)
     assert data.train_full.family == "imagenet" and len(data.train_full.classes) == 1000
     assert data.subtask.classes == RETRIEVER
-    assert data.subtask.names == tuple(_wnid(c) for c in RETRIEVER)
+    assert data.subtask.names == tuple(imagenet_class_names()[c] for c in RETRIEVER)
     assert (len(data.splits.train), len(data.splits.val), len(data.splits.test)) == (10, 5, 5)
     image, label = data.splits.train[0]
     assert image.shape == (3, 224, 224) and 0 <= label < 5

@@ -37,7 +37,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Dataset, subtask and splits (validation = val_fraction, training = rho of the training images)."""
+    """Dataset, subtask and splits (validation = val_fraction, training = rho of the training
+    images); ``options`` are the dataset loader's keyword options (e.g. imagefolder's
+    ``image_size``), checked against the loader when the data is loaded."""
 
     dataset: str = "digits"
     root: str | None = None
@@ -45,6 +47,7 @@ class DataConfig:
     subtask: Union[str, list[Union[int, str]]] = "confusable"
     rho: float = 0.8
     val_fraction: float = 0.2
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -40,9 +40,11 @@ class TaskData:
 
 
 def load_full_data(config: DataConfig) -> tuple[ImageDataset, ImageDataset]:
-    """The dataset's official training and test splits, all classes."""
-    return (load_dataset(config.dataset, "train", config.root, config.download),
-            load_dataset(config.dataset, "test", config.root, config.download))
+    """The dataset's official training and test splits, all classes (loaded with the
+    loader's ``config.options``)."""
+    train, test = (load_dataset(config.dataset, split, config.root, config.download,
+                                **config.options) for split in ("train", "test"))
+    return train, test
 
 
 def load_task_data(config: DataConfig, seed: int = 0,

@@ -1,12 +1,19 @@
 import gzip
 import io
+import os
+import pickle
 import zipfile
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
+import torchvision.datasets.cifar as tv_cifar
+import torchvision.datasets.mnist as tv_mnist
+import torchvision.datasets.utils as tv_utils
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from subdistill.data import (
     ArrayImageDataset,
@@ -106,11 +113,39 @@ def test_subtask_dataset_view(digits):
         SubtaskDataset(train, np.flatnonzero(train.targets == 4)[:2], subtask.label_map)
 
 
+def test_a_view_of_a_view_is_one_view(digits):
+    train = digits[0]
+    identity = {c: c for c in range(10)}
+    outer = SubtaskDataset(train, np.arange(0, 600, 2), identity)
+    assert outer.family == "digits" and outer.classes == train.classes
+    inner = SubtaskDataset(outer, np.flatnonzero(np.isin(outer.targets, [3, 5])),
+                           Subtask((3, 5), ("3", "5")).label_map)
+    assert inner.base is train and inner.family is None and inner.classes == ["3", "5"]
+    np.testing.assert_array_equal(train.targets[inner.indices] == 5, inner.targets == 1)
+    assert torch.equal(inner[1][0], train[int(inner.indices[1])][0])
+
+
 @pytest.mark.parametrize("name", ["cifar10-jpeg", "fashion-mnist", "cifar10", "cifar100",
                                   "imagefolder"])
 def test_missing_root_raises_data_error(name, tmp_path):
     with pytest.raises(DataError, match=str(tmp_path)):
         load_dataset(name, "test", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "fashion-mnist"])
+def test_public_datasets_say_how_to_download(name, tmp_path):
+    with pytest.raises(DataError, match="set data.download: true") as err:
+        load_dataset(name, "train", root=tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_option_names_the_closest():
+    with pytest.raises(ConfigError, match="no option 'scal'. Did you mean 'scale'"):
+        DATASETS._entries["mine"] = lambda split, root, download, scale=1: None
+        try:
+            load_dataset("mine", scal=2)
+        finally:
+            del DATASETS._entries["mine"]
 
 
 # --- cifar10-jpeg -----------------------------------------------------------------------------
@@ -234,36 +269,48 @@ def test_fashion_mnist_real_test_split():
     assert ds[0][0].shape == (1, 28, 28)
 
 
-# --- imagefolder ------------------------------------------------------------------------------
+# --- torchvision's CIFAR-10 -------------------------------------------------------------------
 
-def _png_folder(root, classes, sizes=((10, 12), (12, 10))):
-    for c, colour in classes.items():
-        (root / c).mkdir(parents=True)
-        for i, size in enumerate(sizes):
-            Image.new("RGB", size, colour).save(root / c / f"{i}.png")
-
-
-def test_imagefolder(tmp_path):
-    _png_folder(tmp_path / "train", {"b_cls": (255, 0, 0), "a_cls": (0, 0, 255)})
-    _png_folder(tmp_path / "test", {"b_cls": (255, 0, 0), "a_cls": (0, 0, 255)}, sizes=[(9, 9)])
-    train = load_dataset("imagefolder", "train", root=tmp_path, resize=8, image_size=6)
-    test = load_dataset("imagefolder", "test", root=tmp_path, resize=8, image_size=6)
-    assert train.classes == ["a_cls", "b_cls"] and train.family is None
-    np.testing.assert_array_equal(train.targets, [0, 0, 1, 1])
-    assert len(test) == 2 and test.image_shape == (3, 6, 6)
-    image, label = train[2]
-    assert image.shape == (3, 6, 6) and label == 1
-    mean, std = torch.tensor(train.mean), torch.tensor(train.std)
-    torch.testing.assert_close(image[:, 0, 0], (torch.tensor([1.0, 0, 0]) - mean) / std)
+def _cifar_batches(root, count=4):
+    """A tiny ``cifar-10-batches-py`` folder in torchvision's layout (files named as its lists)."""
+    folder = root / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, _ in CIFAR10.train_list + CIFAR10.test_list:
+        batch = {"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                 "labels": [i % 10 for i in range(count)]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    meta = {CIFAR10.meta["key"]: list(CIFAR10_CLASSES)}
+    (folder / CIFAR10.meta["filename"]).write_bytes(pickle.dumps(meta))
+    return folder
 
 
-def test_imagefolder_detects_imagenet(tmp_path):
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
-    for i in range(1000):
-        folder = tmp_path / "val" / f"n{i:08d}"
-        folder.mkdir(parents=True)
-        (folder / "x.png").write_bytes(buffer.getvalue())
-    ds = load_dataset("imagefolder", "test", root=tmp_path)
-    assert ds.family == "imagenet" and len(ds) == 1000
-    assert Subtask.resolve("retriever", ds.classes, ds.family).names[0] == "n00000205"
+def test_cifar10_from_torchvision_batches(tmp_path, monkeypatch):
+    folder = _cifar_batches(tmp_path)
+    # the fake files cannot carry CIFAR-10's checksums: check that they exist, as torchvision
+    # does, and nothing else; nothing is downloaded
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: os.path.isfile(path))
+    train = load_dataset("cifar10", "train", root=tmp_path)
+    test = load_dataset("cifar10", "test", root=tmp_path, download=True)  # present: no fetch
+    assert (len(train), len(test)) == (20, 4) and train.image_shape == (3, 32, 32)
+    assert train.classes == list(CIFAR10_CLASSES) and train.family == "cifar10"
+    raw = torch.from_numpy(pickle.loads((folder / "test_batch").read_bytes())["data"])
+    assert torch.equal(test.images.reshape(4, -1), raw)
+    np.testing.assert_array_equal(test.targets, [0, 1, 2, 3])
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError, match="damaged; delete it and download again"):
+        load_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise URLError("network unreachable")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    monkeypatch.setattr(tv_utils, "download_url", offline)
+    with pytest.raises(DataError, match="cannot download Fashion-MNIST") as err:
+        load_dataset("fashion-mnist", "test", root=tmp_path, download=True)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match="cannot download CIFAR10"):
+        load_dataset("cifar10", "test", root=tmp_path, download=True)
+

@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from subdistill.data import ArrayImageDataset, Subtask, load_dataset, make_splits
+from conftest import TinyCNN
+from subdistill import distill
+from subdistill.data import (
+    ArrayImageDataset,
+    Subtask,
+    TensorImageDataset,
+    holdout_split,
+    load_dataset,
+    make_splits,
+    split_dataset,
+)
 from subdistill.errors import ConfigError, DataError, SubtaskError
 
 
@@ -110,3 +120,59 @@ def test_fractions_that_leave_a_class_empty_are_refused():
         make_splits(train, test, subtask, rho=0.002)
     with pytest.raises(ConfigError, match="no validation image"):
         make_splits(train, test, subtask, val_fraction=0.001)
+
+
+# --- one dataset: holdout_split, split_dataset ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_dataset():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(120, 1, 4, 4, generator=generator)  # already normalised floats
+    return TensorImageDataset(images, np.arange(120) % 4, ["a", "b", "c", "d"])
+
+
+def test_holdout_split_is_stratified_seeded_and_disjoint(one_dataset):
+    train_full, test_full = holdout_split(one_dataset, test_fraction=0.25, seed=3)
+    assert not _original(train_full) & _original(test_full)
+    assert _original(train_full) | _original(test_full) == set(range(120))
+    np.testing.assert_array_equal(np.bincount(test_full.targets), [8] * 4)
+    assert train_full.classes == test_full.classes == one_dataset.classes
+    np.testing.assert_array_equal(train_full.targets, one_dataset.targets[train_full.indices])
+    again, _ = holdout_split(one_dataset, test_fraction=0.25, seed=3)
+    other, _ = holdout_split(one_dataset, test_fraction=0.25, seed=4)
+    np.testing.assert_array_equal(again.indices, train_full.indices)
+    assert not np.array_equal(other.indices, train_full.indices)
+    digits = load_dataset("digits", "train")
+    assert holdout_split(digits)[0].family == "digits"  # labels unchanged: presets still apply
+
+
+def test_split_dataset_feeds_distill(one_dataset):
+    subtask = Subtask.resolve([0, 2, 3], one_dataset.classes)
+    splits = split_dataset(one_dataset, subtask, rho=0.5, val_fraction=0.25, seed=1)
+    same_test = split_dataset(one_dataset, subtask, rho=0.5, val_fraction=0.25, seed=2)
+    np.testing.assert_array_equal(splits.test.indices, same_test.test.indices)  # test_seed fixed
+    assert not np.array_equal(splits.val.indices, same_test.val.indices)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (36, 18, 18)
+    views = (splits.train, splits.val, splits.test)
+    assert not set.intersection(*(_original(v) for v in views))
+    assert all(v.base is one_dataset for v in views)  # views of the dataset itself, one level
+    assert splits.train.classes == ["a", "c", "d"]
+    image, label = splits.train[0]
+    assert torch.equal(image, one_dataset[int(splits.train.indices[0])][0])
+    torch.manual_seed(0)
+    result = distill(None, TinyCNN(num_classes=3, in_channels=1), splits.train, splits.val,
+                     test=splits.test, method="student-only", epochs=1, batch_size=16,
+                     progress=False)
+    assert result.test_accuracy is not None
+
+
+@pytest.mark.parametrize("test_fraction", [0.0, 1.0, -0.1])
+def test_holdout_fraction_is_validated(one_dataset, test_fraction):
+    with pytest.raises(ConfigError, match="test_fraction must be in"):
+        holdout_split(one_dataset, test_fraction)
+
+
+def test_holdout_refuses_a_class_left_without_images():
+    ds = TensorImageDataset(torch.zeros(5, 1, 2, 2), [0, 0, 0, 0, 1], ["many", "one"])
+    with pytest.raises(ConfigError, match="class 'one' has 1 images.*no test image"):
+        holdout_split(ds, 0.2)

@@ -129,3 +129,16 @@ def test_resolve_errors():
         Subtask.resolve(["cat", 3], CIFAR10_CLASSES)
     with pytest.raises(SubtaskError, match="out of range"):
         Subtask.resolve("retriever", [f"c{i}" for i in range(10)], "imagenet")
+
+
+def test_resolve_indices_without_class_names():
+    subtask = Subtask.resolve([8, 3, 5])
+    assert subtask.classes == (3, 5, 8) and subtask.names == ("3", "5", "8")
+    assert Subtask.resolve("5,3", None) == Subtask((3, 5), ("3", "5"))
+    assert Subtask.resolve("confusable", None, "digits").names == ("3", "5", "8", "9")
+    for spec, match in [(["cat", 3], "no class names; give class indices"),
+                        ([-1, 3], "negative class indices"), ([2.5, 3], "neither a class index"),
+                        ([3], "at least 2")]:
+        with pytest.raises(SubtaskError, match=match) as err:
+            Subtask.resolve(spec)
+        assert "\n" not in str(err.value)

@@ -35,6 +35,8 @@ def cell_fingerprint(config: BenchConfig, cell: Cell, out: Path) -> str:
     record = to_dict(cell_config(config, cell, out))
     record.pop("run_dir")
     record["data"].pop("root")
+    if not record["data"].get("options"):  # no loader options: as before the key existed
+        record["data"].pop("options", None)
     weights = record["teacher"].get("weights")
     if weights and Path(weights).is_file():
         record["teacher"]["weights"] = file_digest(weights)

@@ -7,10 +7,12 @@ Importing the package registers the built-in datasets (:mod:`.digits`, :mod:`.ci
 from . import cifar, digits, fashion_mnist, imagefolder  # noqa: F401  (register datasets)
 from .augment import build_augment, list_augments, register_augment
 from .base import ArrayImageDataset, ImageDataset, SubtaskDataset
-from .imagefolder import FolderImageDataset
+from .imagefolder import FolderImageDataset, imagenet_class_names
+from .labels import dataset_classes, dataset_targets
 from .registry import data_root, list_datasets, load_dataset, register_dataset
-from .splits import SubtaskSplits, make_splits
+from .splits import SubtaskSplits, holdout_split, make_splits, split_dataset
 from .subtask import Subtask, list_presets, register_presets
+from .tensors import TensorImageDataset
 
 __all__ = [
     "ArrayImageDataset",
@@ -19,8 +21,13 @@ __all__ = [
     "Subtask",
     "SubtaskDataset",
     "SubtaskSplits",
+    "TensorImageDataset",
     "build_augment",
     "data_root",
+    "dataset_classes",
+    "dataset_targets",
+    "holdout_split",
+    "imagenet_class_names",
     "list_augments",
     "list_datasets",
     "list_presets",
@@ -29,4 +36,5 @@ __all__ = [
     "register_augment",
     "register_dataset",
     "register_presets",
+    "split_dataset",
 ]

@@ -45,11 +45,18 @@ class ImageDataset(Dataset):
         """A short hash of the images and labels (by default of every item)."""
         return tensors_fingerprint(self[i] for i in range(len(self)))
 
+    def evaluation(self) -> ImageDataset:
+        """The same images without random per-item transforms, for validation and test (the
+        dataset itself unless its items are random, e.g. training crops)."""
+        return self
+
     def _normalize(self, image: Tensor) -> Tensor:
-        """uint8 C×H×W -> float32 normalised with this dataset's mean/std."""
+        """uint8 (0..255) or float (0..1) C×H×W -> float32 normalised with this dataset's
+        mean/std."""
         mean = torch.tensor(self.mean).view(-1, 1, 1)
         std = torch.tensor(self.std).view(-1, 1, 1)
-        return (image.float() / 255.0 - mean) / std
+        scale = 255.0 if image.dtype == torch.uint8 else 1.0
+        return (image.float() / scale - mean) / std
 
 class ArrayImageDataset(ImageDataset):
     """All images held in memory as one uint8 (N, C, H, W) tensor, normalised on access."""
@@ -64,11 +71,7 @@ class ArrayImageDataset(ImageDataset):
         family: str | None = None,
     ) -> None:
         images = torch.as_tensor(images)
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise DataError(
-                f"images must be a uint8 (N, C, H, W) array, got {images.dtype} of shape "
-                f"{tuple(images.shape)}."
-            )
+        self._check_images(images)
         targets = np.asarray(targets, dtype=np.int64)
         if len(targets) != len(images):
             raise DataError(f"{len(images)} images but {len(targets)} labels; give one each.")
@@ -84,6 +87,14 @@ class ArrayImageDataset(ImageDataset):
         self.image_shape = (channels, height, width)
         self.family = family
 
+    @staticmethod
+    def _check_images(images: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise DataError(
+                f"images must be a uint8 (N, C, H, W) array, got {images.dtype} of shape "
+                f"{tuple(images.shape)}."
+            )
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self._normalize(self.images[index]), int(self.targets[index])
 
@@ -98,14 +109,24 @@ class ArrayImageDataset(ImageDataset):
 class SubtaskDataset(ImageDataset):
     """A view of ``base`` restricted to ``indices``, with labels remapped by ``label_map``.
 
-    ``classes`` are the subtask's class names in new-label order. ``family`` is None, since the
-    view's labels are no longer those of the base dataset's family.
+    ``classes`` are the subtask's class names in new-label order. ``family`` is the base
+    dataset's when the labels are unchanged (a map of every class to itself), else None. A view
+    of a view is a view of the underlying dataset (one level deep).
     """
+
+    base: ImageDataset
+    indices: np.ndarray
+    label_map: dict[int, int]
 
     def __init__(self, base: ImageDataset, indices: Sequence[int] | np.ndarray,
                  label_map: Mapping[int, int]) -> None:
+        selected = np.asarray(indices, dtype=np.int64)
+        if isinstance(base, SubtaskDataset):
+            selected = base.indices[selected]
+            label_map = {c: label_map[mid] for c, mid in base.label_map.items() if mid in label_map}
+            base = base.base
         self.base = base
-        self.indices = np.asarray(indices, dtype=np.int64)
+        self.indices = selected
         self.label_map = dict(label_map)
         original = base.targets[self.indices]
         foreign = sorted(set(original.tolist()) - set(self.label_map))
@@ -119,11 +140,17 @@ class SubtaskDataset(ImageDataset):
         self.classes = [base.classes[c] for c in by_label]
         self.mean, self.std = base.mean, base.std
         self.image_shape = base.image_shape
-        self.family = None
+        unchanged = self.label_map == {c: c for c in range(len(base.classes))}
+        self.family = getattr(base, "family", None) if unchanged else None
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, _ = self.base[int(self.indices[index])]
         return image, int(self.targets[index])
+
+    def evaluation(self) -> SubtaskDataset:
+        """The same view of the base dataset's :meth:`~ImageDataset.evaluation` images."""
+        base = self.base.evaluation()
+        return self if base is self.base else SubtaskDataset(base, self.indices, self.label_map)
 
     def fingerprint(self) -> str:
         """A short hash of the base dataset's fingerprint, the selected items and labels."""

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from .base import ArrayImageDataset, Stats
-from .registry import first_existing, register_dataset
+from .registry import DOWNLOAD_HINT, first_existing, register_dataset
 from .subtask import class_indices, register_presets
 from .zip_images import cached_images
 
@@ -81,8 +81,8 @@ def _cifar10_jpeg(split: str, root: Path, download: bool) -> ArrayImageDataset:
     path = first_existing(
         [root / "cifar10-jpeg" / f"{split}.zip", root / f"{split}.zip"],
         f"CIFAR-10 JPEG {split} zip",
-        "Point root at the folder holding cifar10-jpeg/, or use dataset 'cifar10' with "
-        "download=True to fetch CIFAR-10 through torchvision.",
+        "Point root at the folder holding cifar10-jpeg/, or use dataset 'cifar10' (torchvision's "
+        "CIFAR-10, fetched with data.download: true).",
     )
     try:
         archive = zipfile.ZipFile(path)
@@ -119,21 +119,24 @@ def _cifar10_members(archive: zipfile.ZipFile, path: Path) -> list[tuple[int, st
 def _torchvision_cifar(dataset_class: type, split: str, root: Path, download: bool,
                        classes: Sequence[str], mean: Stats, std: Stats,
                        family: str) -> ArrayImageDataset:
+    folder = root / getattr(dataset_class, "base_folder", "")
     try:
         dataset = dataset_class(root, train=split == "train", download=download)
-    except RuntimeError as err:
-        raise DataError(
-            f"{dataset_class.__name__} not found under {root} ({err}); pass the folder holding "
-            f"{getattr(dataset_class, 'base_folder', 'its')}/ folder as root, or download=True "
-            "to fetch it."
-        ) from err
+    except RuntimeError:
+        how = ("it is damaged; delete it and download again" if folder.exists() else
+               f"point data.root at the folder holding it, or {DOWNLOAD_HINT}")
+        raise DataError(f"{dataset_class.__name__} not found in {folder}: {how}.") from None
+    except OSError as err:  # no network, a full disk, ...
+        raise DataError(f"cannot download {dataset_class.__name__} into {root} "
+                        f"({first_line(err)}).") from None
     images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))
     return ArrayImageDataset(images, dataset.targets, classes, mean, std, family=family)
 
 
 @register_dataset("cifar10")
 def _cifar10(split: str, root: Path, download: bool) -> ArrayImageDataset:
-    """torchvision's CIFAR-10 (``<root>/cifar-10-batches-py``)."""
+    """torchvision's CIFAR-10 (``<root>/cifar-10-batches-py``, fetched there with
+    ``download=True``)."""
     from torchvision.datasets import CIFAR10
 
     return _torchvision_cifar(CIFAR10, split, root, download, CIFAR10_CLASSES,
@@ -142,7 +145,8 @@ def _cifar10(split: str, root: Path, download: bool) -> ArrayImageDataset:
 
 @register_dataset("cifar100")
 def _cifar100(split: str, root: Path, download: bool) -> ArrayImageDataset:
-    """torchvision's CIFAR-100 with fine labels (``<root>/cifar-100-python``)."""
+    """torchvision's CIFAR-100 with fine labels (``<root>/cifar-100-python``, fetched there
+    with ``download=True``)."""
     from torchvision.datasets import CIFAR100
 
     return _torchvision_cifar(CIFAR100, split, root, download, CIFAR100_CLASSES,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from .base import ArrayImageDataset, Stats
-from .registry import first_existing, register_dataset
+from .registry import DOWNLOAD_HINT, first_existing, register_dataset
 from .subtask import class_indices, register_presets
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
@@ -58,13 +58,17 @@ def _fashion_mnist(split: str, root: Path, download: bool) -> ArrayImageDataset:
     if download and not any((f / f"{prefix}-labels-idx1-ubyte.gz").exists() for f in folders):
         from torchvision.datasets import FashionMNIST
 
-        FashionMNIST(root, train=split == "train", download=True)
+        try:
+            FashionMNIST(root, train=split == "train", download=True)
+        except (OSError, RuntimeError) as err:  # no network, a full disk, a damaged download
+            raise DataError(f"cannot download Fashion-MNIST into {root} "
+                            f"({first_line(err)}).") from None
 
     def find(stem: str) -> Path:
         candidates = [f / f"{stem}{ext}" for f in folders for ext in (".gz", "")]
         return first_existing(candidates, f"Fashion-MNIST file {stem}",
-                               "Pass the folder holding the IDX files as root, "
-                               "or download=True to fetch them through torchvision.")
+                               f"Point data.root at the folder holding the IDX files, or "
+                               f"{DOWNLOAD_HINT}.")
 
     images = read_idx(find(f"{prefix}-images-idx3-ubyte"))[:, None]
     labels = read_idx(find(f"{prefix}-labels-idx1-ubyte"))

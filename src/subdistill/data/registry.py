@@ -12,13 +12,15 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, closest
 from ..registry import Registry
 from .base import ImageDataset
 
 Loader = Callable[..., ImageDataset]
 DATASETS: Registry[Loader] = Registry("dataset", DataError)
 SPLITS = ("train", "test")
+DOWNLOAD_HINT = ("set data.download: true (download=True in Python, --download for the demo) "
+                 "to fetch it")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -53,15 +55,20 @@ def load_dataset(
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     arguments = dict(split=split, root=Path(root).expanduser() if root else data_root(),
                      download=download, **kwargs)
+    parameters = inspect.signature(loader).parameters
+    options = [n for n, p in parameters.items() if n not in ("split", "root", "download")
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(k for k in kwargs if k not in options and not takes_any)
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r} has no option {unknown[0]!r}.{closest(unknown[0], options)} "
+            f"Its options: {', '.join(options) or 'none'}."
+        )
     try:
         inspect.signature(loader).bind(**arguments)
-    except TypeError:
-        options = [p for p in inspect.signature(loader).parameters
-                   if p not in ("split", "root", "download")]
-        raise ConfigError(
-            f"dataset {name!r} does not take options {sorted(kwargs)}; "
-            f"its options are: {', '.join(options) or 'none'}."
-        ) from None
+    except TypeError as err:
+        raise ConfigError(f"dataset {name!r}: {err}.") from None
     return loader(**arguments)
 
 

@@ -69,9 +69,45 @@ def make_splits(
     return SubtaskSplits(
         subtask=subtask,
         train=SubtaskDataset(train_full, np.sort(np.concatenate(train_idx)), label_map),
-        val=SubtaskDataset(train_full, np.sort(np.concatenate(val_idx)), label_map),
-        test=SubtaskDataset(test_full, test_idx, label_map),
+        val=SubtaskDataset(train_full.evaluation(), np.sort(np.concatenate(val_idx)), label_map),
+        test=SubtaskDataset(test_full.evaluation(), test_idx, label_map),
     )
+
+
+def holdout_split(dataset: ImageDataset, test_fraction: float = 0.2,
+                  seed: int = 0) -> tuple[SubtaskDataset, SubtaskDataset]:
+    """Cut one dataset into the training and test datasets that :func:`make_splits` takes:
+    ``test_fraction`` of each class's images (stratified, seeded per (seed, class)) are the test
+    set, the rest the training set; both keep the dataset's classes and labels."""
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+    train_idx, test_idx = [], []
+    for c in np.unique(dataset.targets).tolist():
+        members = np.flatnonzero(dataset.targets == c)
+        shuffled = np.random.default_rng([seed, c]).permutation(members)
+        n_test = int(test_fraction * len(members) + 0.5)
+        if n_test == 0 or n_test == len(members):
+            empty = "test" if n_test == 0 else "training"
+            raise ConfigError(
+                f"class {dataset.classes[c]!r} has {len(members)} images: "
+                f"test_fraction={test_fraction:g} leaves it no {empty} image; give it more "
+                "images or change test_fraction")
+        test_idx.append(shuffled[:n_test])
+        train_idx.append(shuffled[n_test:])
+    identity = {c: c for c in range(len(dataset.classes))}
+    return (SubtaskDataset(dataset, np.sort(np.concatenate(train_idx)), identity),
+            SubtaskDataset(dataset.evaluation(), np.sort(np.concatenate(test_idx)), identity))
+
+
+def split_dataset(dataset: ImageDataset, subtask: Subtask, rho: float = 0.8,
+                  val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0,
+                  test_seed: int = 0) -> SubtaskSplits:
+    """The splits of a subtask of one dataset without an official test split: test =
+    ``test_fraction`` of each class's images (:func:`holdout_split` with ``test_seed``, fixed by
+    default so that every ``seed`` is scored on the same images), then :func:`make_splits` of
+    the rest with ``rho``, ``val_fraction`` and ``seed``."""
+    train_full, test_full = holdout_split(dataset, test_fraction, test_seed)
+    return make_splits(train_full, test_full, subtask, rho, val_fraction, seed)
 
 
 def _check_present(dataset: ImageDataset, subtask: Subtask, role: str) -> None:

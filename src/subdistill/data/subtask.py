@@ -90,14 +90,16 @@ class Subtask:
     def resolve(
         cls,
         spec: str | Sequence[int | str] | Subtask,
-        class_names: Sequence[str],
+        class_names: Sequence[str] | None = None,
         family: str | None = None,
     ) -> Subtask:
         """Build a subtask of a dataset with ``class_names`` from ``spec``.
 
         ``spec`` is a preset name of the dataset ``family`` (see :func:`list_presets`), a list of
         class indices and/or class names (names match case-insensitively), a string of them
-        separated by commas (e.g. ``"3,5"`` or ``"cat,dog"``), or a Subtask.
+        separated by commas (e.g. ``"3,5"`` or ``"cat,dog"``), or a Subtask. Without
+        ``class_names`` (a dataset that has none) the classes are given by index and named
+        ``"3"``, ``"5"``, ...
         """
         if isinstance(spec, Subtask):
             classes, name = spec.classes, spec.name
@@ -112,11 +114,13 @@ class Subtask:
         else:
             items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
             classes, name = tuple(_class_index(item, class_names) for item in items), "custom"
+        if class_names is None:
+            return cls(classes, tuple(str(c) for c in classes), name=name)
         _check_range(classes, class_names)
         return cls(classes, tuple(class_names[c] for c in classes), name=name)
 
 
-def _class_index(item: int | str, class_names: Sequence[str]) -> int:
+def _class_index(item: int | str, class_names: Sequence[str] | None) -> int:
     """The class index an item of a subtask spec denotes (an index or a class name)."""
     if isinstance(item, Integral) and not isinstance(item, bool):
         return int(item)
@@ -126,6 +130,9 @@ def _class_index(item: int | str, class_names: Sequence[str]) -> int:
         raise SubtaskError(
             f"subtask item {item!r} is neither a class index nor a class name."
         )
+    if class_names is None:
+        raise SubtaskError(f"subtask item {item!r} is a class name, but the dataset has no "
+                           "class names; give class indices.")
     matches = [i for i, n in enumerate(class_names) if n.lower() == item.lower()]
     if not matches:
         raise SubtaskError(f"unknown class name {item!r}.{closest(item, class_names)}")

@@ -14,11 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-
-
-def cache_dir() -> Path:
-    """Cache directory for decoded datasets: ``$SUBDISTILL_CACHE``, else ``~/.cache/subdistill``."""
-    return Path(os.environ.get("SUBDISTILL_CACHE", "~/.cache/subdistill")).expanduser()
+from .decoded import cache_dir
 
 
 def cached_images(archive: zipfile.ZipFile, path: Path, names: Sequence[str],
