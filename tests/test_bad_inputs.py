@@ -181,6 +181,8 @@ def test_layers_uses_the_input_size_a_model_declares(capsys):
     (["--seeds", "a"], "--seeds expects comma-separated integers"),
     (["--methods", "kd,nope"], "unknown method 'nope'"),
     (["--epochs-scale", "0"], "--epochs-scale must be positive"),
+    (["--device", "tpu"], "'tpu' is not a device name"),
+    (["--device", "cuda:7"], "cuda:7"),
 ])
 def test_the_demo_checks_its_inputs_before_it_deletes_or_writes_anything(tmp_path, capsys, extra,
                                                                          must_say):

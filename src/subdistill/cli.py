@@ -160,7 +160,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     run_demo(dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
              epochs_scale=args.epochs_scale, methods=methods, seeds=seeds, rho=args.rho,
-             download=args.download)
+             download=args.download, device=args.device)
 
 
 def _cmd_toy(args: argparse.Namespace) -> None:
@@ -389,6 +389,7 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true",
                    help="fetch cifar10 or fashion-mnist through torchvision into --data-root")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or mps (default cpu)")
     p.add_argument("--epochs-scale", type=float, default=1.0,
                    help="multiply every epoch count (e.g. 0.2 for a quick look)")
     p.add_argument("--methods", default="subdistill,kd,student-only",

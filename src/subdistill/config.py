@@ -44,7 +44,7 @@ class DataConfig:
     dataset: str = "digits"
     root: str | None = None
     download: bool = False
-    subtask: Union[str, list[Union[int, str]]] = "confusable"
+    subtask: Union[str, list[Union[int, str]], dict[str, Any]] = "confusable"
     rho: float = 0.8
     val_fraction: float = 0.2
     options: dict[str, Any] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from .jobs import load_full_data, train_classifier
 from .models import count_parameters, create_model
 from .models.restricted import restrict_teacher
 from .plots import bar_chart
-from .training.config import TrainConfig
+from .training.config import TrainConfig, check_device
 from .training.evaluate import accuracy
 from .training.trainer import distill, seed_everything
 
@@ -71,15 +71,18 @@ def _scaled(epochs: int, scale: float) -> int:
 def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str | Path = "runs/demo",
              epochs_scale: float = 1.0, methods: Sequence[str] = DEMO_METHODS,
              seeds: Sequence[int] = (0,), rho: float | None = None,
-             progress: bool = True, download: bool = False) -> list[dict[str, Any]]:
+             progress: bool = True, download: bool = False,
+             device: str = "cpu") -> list[dict[str, Any]]:
     """Train a teacher on every class (seed ``seeds[0]``), distil the demo subtask with each of
     ``methods`` and each seed (its own split and initialisation), print the table (mean ± std
     over seeds) and write ``results.csv``, ``results.md`` and ``results.png`` into ``out_dir``
     (the demo's own sub-folders there are replaced). ``dataset``: one of :data:`SETTINGS`
-    (``download``: fetch a torchvision dataset into ``data_root``). Returns the table rows."""
+    (``download``: fetch a torchvision dataset into ``data_root``), training on ``device``.
+    Returns the table rows."""
     if dataset not in SETTINGS:
         raise ConfigError(f"the demo has no dataset {dataset!r}; use one of "
                           f"{', '.join(SETTINGS)}")
+    check_device(device)
     setting = SETTINGS[dataset]
     rho = setting.rho if rho is None else rho
     out = Path(out_dir)
@@ -97,7 +100,7 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
     def schedule(epochs: int, seed: int) -> TrainConfig:
         return TrainConfig(epochs=_scaled(epochs, epochs_scale), batch_size=setting.batch_size,
                            lr=setting.lr, augment=setting.augment, schedule="cosine", seed=seed,
-                           progress=progress)
+                           progress=progress, device=device)
 
     seed_everything(seeds[0])
     teacher = create_model("cifar_resnet", len(train_full.classes), channels, **setting.teacher_args)
@@ -113,7 +116,7 @@ def run_demo(dataset: str = "digits", data_root: str | None = None, out_dir: str
     assert taught.test_accuracy is not None, "the teacher was scored on the test split"
     rows = [_row("teacher (all classes)", "-", teacher_params, [taught.test_accuracy]),
             _row(f"teacher on {subtask.name}", "-", teacher_params,
-                 [accuracy(restricted, split_of[seeds[0]].test)])]
+                 [accuracy(restricted, split_of[seeds[0]].test, device)])]
     for method in methods:
         scores: list[float] = []
         for seed in seeds:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-SubtaskSpec = Any  # a preset name or a list of class indices / names
+SubtaskSpec = Any  # a preset name, a list of class indices / names, or {name, classes}
 
 
 def path_safe(name: str) -> str:
@@ -22,7 +22,10 @@ def path_safe(name: str) -> str:
 
 
 def subtask_label(spec: SubtaskSpec) -> str:
-    """A short, path-safe name of a subtask spec (see :func:`path_safe`)."""
+    """A short, path-safe name of a subtask spec (see :func:`path_safe`): a preset's or a
+    named subtask's name, else its classes joined by ``-``."""
+    if isinstance(spec, Mapping):
+        return path_safe(str(spec.get("name", "custom")))
     return path_safe(spec if isinstance(spec, str) else "-".join(str(c) for c in spec))
 
 

@@ -333,3 +333,16 @@ def test_cell_fingerprint_ignores_where_files_lie_but_not_the_teacher(bench_file
     assert cell_fingerprint(elsewhere, cell, out) == cell_fingerprint(config, cell, out)
     save_weights(create_model("cifar_resnet", 10, 1, **TEACHER_ARGS), moved)  # other weights
     assert cell_fingerprint(elsewhere, cell, out) != cell_fingerprint(config, cell, out)
+
+
+def test_a_named_custom_subtask_labels_folders_rows_and_tables(bench_file):
+    config = yaml.safe_load(bench_file.read_text())
+    config["grid"].update(methods=["kd"], subtasks=[{"name": "loops", "classes": [0, 6, 8, 9]}],
+                          rhos=[0.8], seeds=[0], epochs={})
+    bench_file.write_text(yaml.safe_dump(config))
+    out = bench_file.parent / "bench"
+    assert main(["bench", str(bench_file)]) == 0
+    assert {r["subtask"] for r in _rows(out)} == {"loops"}
+    assert (out / "final" / "loops" / "kd" / "rho0.8" / "seed0" / "summary.json").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "### loops, rho = 0.8" in summary and (out / "loops_bars.png").is_file()

@@ -142,3 +142,13 @@ def test_resolve_indices_without_class_names():
         with pytest.raises(SubtaskError, match=match) as err:
             Subtask.resolve(spec)
         assert "\n" not in str(err.value)
+
+
+def test_a_named_subtask_keeps_its_name():
+    subtask = Subtask.resolve({"name": "wildlife", "classes": [7, "cat", 4]}, CIFAR10_CLASSES)
+    assert subtask.name == "wildlife" and subtask.classes == (3, 4, 7)
+    assert Subtask.resolve({"name": "pair", "classes": "5,3"}).names == ("3", "5")
+    with pytest.raises(SubtaskError, match="keys name and classes"):
+        Subtask.resolve({"classes": [1, 2]}, CIFAR10_CLASSES)
+    with pytest.raises(SubtaskError, match="non-empty text"):
+        Subtask.resolve({"name": " ", "classes": [1, 2]}, CIFAR10_CLASSES)

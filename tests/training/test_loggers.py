@@ -78,8 +78,8 @@ def test_a_missing_tracker_is_a_one_line_error_naming_the_extra_before_any_file(
     monkeypatch.setitem(sys.modules, module, None)  # importing it fails
     with pytest.raises(ConfigError) as err:
         _run(tmp_path / "run", 1, [name])
-    assert str(err.value) == (f"train.loggers: the {name} logger needs {name} installed: "
-                              f"pip install 'subdistill[{name}]'")
+    assert str(err.value) == (f"train.loggers: the {name} logger needs {name}, which is not "
+                              f"installed: pip install 'subdistill[{name}]'")
     assert not (tmp_path / "run").exists()
 
 

@@ -31,7 +31,8 @@ class GridConfig:
     """
 
     methods: list[str] = field(default_factory=lambda: ["subdistill", "kd"])
-    subtasks: list[Union[str, list[Union[int, str]]]] = field(default_factory=lambda: ["confusable"])
+    subtasks: list[Union[str, list[Union[int, str]], dict[str, Any]]] = field(
+        default_factory=lambda: ["confusable"])
     rhos: list[float] = field(default_factory=lambda: [0.8])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     lambdas: Union[list[float], dict[str, list[float]]] = field(default_factory=lambda: [1.0])

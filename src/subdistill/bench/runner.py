@@ -13,7 +13,6 @@ import yaml
 from ..atomic import remove_stale_temporaries, write_csv, write_text
 from ..config import to_dict
 from ..errors import ConfigError
-from ..explain.agreement import bench_agreement
 from ..fingerprint import file_digest
 from ..jobs import build_teacher_student, load_full_data, load_task_data, run_distill
 from ..models import count_parameters
@@ -155,6 +154,8 @@ def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, 
     write_report(out, final, lambdas, selection=chose, deployment=deployment)  # explanations
     # take a while: the tables come first
     if config.agreement.attributions:
+        from ..explain.agreement import bench_agreement  # zennit, captum: the explain extra
+
         agreement = config.agreement
         columns = bench_agreement(config.teacher, config.student, config.data,
                                   config.grid.subtasks, final,

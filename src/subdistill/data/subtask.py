@@ -8,8 +8,9 @@ dataset's loader (``register_presets("cifar10", {"vehicles": (0, 1, 8, 9), ...})
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
+from typing import Any
 
 from ..errors import SubtaskError, closest
 from ..registry import Registry
@@ -89,7 +90,7 @@ class Subtask:
     @classmethod
     def resolve(
         cls,
-        spec: str | Sequence[int | str] | Subtask,
+        spec: str | Sequence[int | str] | Mapping[str, Any] | Subtask,
         class_names: Sequence[str] | None = None,
         family: str | None = None,
     ) -> Subtask:
@@ -97,12 +98,17 @@ class Subtask:
 
         ``spec`` is a preset name of the dataset ``family`` (see :func:`list_presets`), a list of
         class indices and/or class names (names match case-insensitively), a string of them
-        separated by commas (e.g. ``"3,5"`` or ``"cat,dog"``), or a Subtask. Without
+        separated by commas (e.g. ``"3,5"`` or ``"cat,dog"``), a named one
+        (``{name: wildlife, classes: [2, 4, 6, 7]}``: its name labels tables, plots and
+        folders), or a Subtask. Without
         ``class_names`` (a dataset that has none) the classes are given by index and named
         ``"3"``, ``"5"``, ...
         """
         if isinstance(spec, Subtask):
             classes, name = spec.classes, spec.name
+        elif isinstance(spec, Mapping):
+            named = _named(spec)
+            return replace(cls.resolve(named["classes"], class_names, family), name=named["name"])
         elif isinstance(spec, str) and "," not in spec:
             presets = family_presets(family)
             if spec not in presets:
@@ -118,6 +124,18 @@ class Subtask:
             return cls(classes, tuple(str(c) for c in classes), name=name)
         _check_range(classes, class_names)
         return cls(classes, tuple(class_names[c] for c in classes), name=name)
+
+
+def _named(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A named subtask spec ``{name: ..., classes: [...]}``, its keys and name checked."""
+    if set(spec) != {"name", "classes"}:
+        raise SubtaskError(f"a named subtask has the keys name and classes (e.g. {{name: "
+                           f"wildlife, classes: [2, 4, 6, 7]}}), got {sorted(spec)}")
+    if not isinstance(spec["name"], str) or not spec["name"].strip():
+        raise SubtaskError(f"a named subtask's name must be a non-empty text, got {spec['name']!r}")
+    if isinstance(spec["classes"], Mapping):
+        raise SubtaskError("a named subtask's classes are a list of class indices or names")
+    return spec
 
 
 def _class_index(item: int | str, class_names: Sequence[str] | None) -> int:

@@ -7,18 +7,23 @@ import logging
 from collections.abc import Callable, Sequence
 
 import torch
-from captum.attr import IntegratedGradients, ShapleyValueSampling
 from torch import Tensor, nn
-from zennit.attribution import Gradient
-from zennit.composites import EpsilonGammaBox
 
 from subdistill.explain.canonizers import CanonizerSpec, canonizers_for, check_same_outputs
 from subdistill.explain.errors import ExplainError
 from subdistill.explain.patches import grid_shape, patch_ids, shapley_patch_size
 from subdistill.explain.target import gap_function, gap_output_relevance
+from subdistill.extras import missing_extra
 from subdistill.models.restricted import RestrictedTeacher
 from subdistill.modes import frozen
 from subdistill.registry import Registry
+
+try:
+    from captum.attr import IntegratedGradients, ShapleyValueSampling
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonGammaBox
+except ImportError as err:  # the `explain` extra
+    raise missing_extra(err.name or "zennit", "explain", "heatmaps (LRP, IG, SVS)") from None
 
 __all__ = ["ATTRIBUTIONS", "attribute", "box_bounds", "integrated_gradients", "list_attributions",
            "lrp", "register_attribution", "shapley_patches"]

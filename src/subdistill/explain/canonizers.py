@@ -29,23 +29,28 @@ from torchvision.models import (
     mobilenetv3,
 )
 from torchvision.ops.misc import SqueezeExcitation
-from zennit.canonizers import (
-    AttributeCanonizer,
-    Canonizer,
-    CompositeCanonizer,
-    NamedMergeBatchNorm,
-    SequentialMergeBatchNorm,
-)
-from zennit.layer import Sum
-from zennit.torchvision import ResNetCanonizer
-from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from subdistill.explain.errors import ExplainError
+from subdistill.extras import missing_extra
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
 from subdistill.models.mobile import InvertedResidual, MobileStudent
 from subdistill.modes import frozen
 from subdistill.plugins import import_object, keywords_taken
 from subdistill.registry import Registry
+
+try:
+    from zennit.canonizers import (
+        AttributeCanonizer,
+        Canonizer,
+        CompositeCanonizer,
+        NamedMergeBatchNorm,
+        SequentialMergeBatchNorm,
+    )
+    from zennit.layer import Sum
+    from zennit.torchvision import ResNetCanonizer
+    from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
+except ImportError as err:  # the `explain` extra
+    raise missing_extra(err.name or "zennit", "explain", "LRP heatmaps") from None
 
 __all__ = ["CANONIZERS", "CanonizerRule", "CanonizerSpec", "ExactMergeBatchNorm", "canonizer_for",
            "canonizers_for", "check_same_outputs", "conv_bn_pairs", "register_canonizer"]

@@ -9,7 +9,6 @@ is a one-line error naming the pip extra that installs it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 from ..atomic import write_csv
 from ..errors import ConfigError, SubdistillError
+from ..extras import require
 from ..registry import Registry
 
 
@@ -77,11 +77,7 @@ def check_run_loggers(names: Sequence[str], run_dir: str | Path | None) -> None:
 def tracker(module: str, extra: str) -> ModuleType:
     """Import ``module``; a one-line error naming ``pip install 'subdistill[extra]'`` when it
     is not installed."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(f"train.loggers: the {extra} logger needs {extra} installed: "
-                          f"pip install 'subdistill[{extra}]'") from None
+    return require(module, extra, f"train.loggers: the {extra} logger", package=extra)
 
 
 def scalars(row: Mapping[str, Any]) -> dict[str, float]:
