@@ -43,6 +43,17 @@ def test_overrides_reach_the_run(digits_config, capsys):
     assert summary["method"] == "kd" and summary["epochs"] == 1
 
 
+def test_device_flag_sets_train_device_and_a_teacherless_run_prints(digits_config, capsys):
+    assert main(["distill", str(digits_config), "--device", "tpu"]) == 2
+    assert "'tpu' is not a device name" in capsys.readouterr().err
+    assert main(["distill", str(digits_config), "--device", "cpu", "--set", "train.epochs=1",
+                 "--set", "method={name: student-only}"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "teacher on the subtask" not in out
+    recorded = yaml.safe_load((digits_config.parent / "run" / "config.yaml").read_text())
+    assert recorded["train"]["device"] == "cpu"
+
+
 def test_fit_subspace_prints_and_saves(digits_config, capsys):
     assert main(["fit-subspace", str(digits_config)]) == 0
     out = capsys.readouterr().out

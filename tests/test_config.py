@@ -117,3 +117,15 @@ def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path, monkeypat
     assert config.student.weights == "/abs/s.safetensors"  # absolute: as written
     assert config.data.root == "mine"  # --set: relative to the working directory
     assert config.train.teacher_cache == ""  # empty: unset
+
+
+def test_training_crops_are_not_cropped_twice(tmp_path):
+    from subdistill.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("teacher: {name: cifar_resnet}\nstudent: {name: cifar_resnet}\n"
+                    "data: {dataset: imagefolder, options: {train_crop: random-resized}}\n"
+                    "train: {augment: resized-crop-flip}\n")
+    with pytest.raises(ConfigError, match="would crop twice"):
+        load_config(path)
+    assert load_config(path, ["train.augment=flip"]).train.augment == "flip"

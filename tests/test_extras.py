@@ -9,7 +9,8 @@ import pytest
 from subdistill.errors import ConfigError
 from subdistill.extras import require
 
-WITHOUT = "import sys; sys.modules[{name!r}] = None; from subdistill.cli import main; sys.exit(main({argv!r}))"
+WITHOUT = ("import sys; sys.modules[{name!r}] = None; from subdistill.cli import main; "
+           "sys.exit(main({argv!r}))")
 
 
 def _cli_without(package, argv):

@@ -161,8 +161,8 @@ def _check_run(run_dir: Path, result, pairs: dict[str, tuple[int, int]]) -> None
 
 @pytest.mark.parametrize("name, augment, subtask, teacher", [
     ("cifar100-superclass-subdistill.yaml", "crop-flip", "vehicles_1", "cifar_resnet18"),
-    ("imagenet-resnet101-mobilenetv4.yaml", "resized-crop-flip", "retriever", "resnet101"),
-    ("imagenet-vitb16-efficientformerv2.yaml", "resized-crop-flip", "retriever", "vit_b_16"),
+    ("imagenet-resnet101-mobilenetv4.yaml", "flip", "retriever", "resnet101"),
+    ("imagenet-vitb16-efficientformerv2.yaml", "flip", "retriever", "vit_b_16"),
 ])
 def test_configs_hold_the_reference_schedule(name, augment, subtask, teacher):
     """As written (before any test override): the paper's schedule, lambda, method, on CUDA."""
@@ -176,6 +176,8 @@ def test_configs_hold_the_reference_schedule(name, augment, subtask, teacher):
                              "temperature": 4.0, "basis": "subdistill",
                              "normalization": "standardize", "scale": "none", "positions": 20}
     assert (config.data.subtask, config.data.rho, config.data.val_fraction) == (subtask, 0.8, 0.2)
+    if augment == "flip":  # ImageNet: RandomResizedCrop from the whole image, when read
+        assert config.data.options == {"train_crop": "random-resized"}
     assert config.teacher.name == teacher
     # the torchvision teachers: their original ImageNet weights by name (ResNet-101's DEFAULT,
     # IMAGENET1K_V2, is a later 81.9 % recipe, not the paper's 77.4 % teacher)

@@ -16,10 +16,15 @@ T = TypeVar("T")
 EPILOG = "Configs are YAML; `--set section.key=value` overrides any entry (value parsed as YAML)."
 
 
-def _add_config(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
+def _add_config(parser: argparse.ArgumentParser, resumable: bool = False,
+                trains: bool = False) -> None:
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry, e.g. --set train.epochs=5 (repeatable)")
+    if trains:
+        parser.add_argument("--device", dest="overrides", action="append",
+                            type=lambda name: f"train.device={name}", metavar="DEVICE",
+                            help="train on cpu, cuda, cuda:1 or mps (= --set train.device=...)")
     if resumable:
         parser.add_argument("--resume", action="store_true", help="continue from the run "
                             "directory's checkpoint (same settings required)")
@@ -53,9 +58,10 @@ def _cmd_distill(args: argparse.Namespace) -> None:
                                                            overwrite=args.overwrite))
     if result is None:
         return
+    teacher = result.teacher_test_accuracy
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.4f}, "
-          f"test accuracy {result.test_accuracy:.4f} "
-          f"(teacher on the subtask: {result.teacher_test_accuracy:.4f})")
+          f"test accuracy {result.test_accuracy:.4f}"
+          + ("" if teacher is None else f" (teacher on the subtask: {teacher:.4f})"))
     print(f"run directory: {result.run_dir}")
 
 
@@ -342,22 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("distill", help="distil a student as a config describes", epilog=EPILOG)
-    _add_config(p, resumable=True)
+    _add_config(p, resumable=True, trains=True)
     p.set_defaults(func=_cmd_distill, distributed=True)
 
     p = commands.add_parser("train-teacher", epilog=EPILOG,
                             help="train a teacher on every class of a dataset (cross-entropy)")
-    _add_config(p, resumable=True)
+    _add_config(p, resumable=True, trains=True)
     p.set_defaults(func=_cmd_train_teacher, distributed=True)
 
     p = commands.add_parser("fit-subspace", epilog=EPILOG,
                             help="estimate and save the relevant subspaces of the teacher layers")
-    _add_config(p)
+    _add_config(p, trains=True)
     p.set_defaults(func=_cmd_fit_subspace, distributed=True)
 
     p = commands.add_parser("bench", epilog=EPILOG, help="run a grid of methods x subtasks x "
                             "rho x seeds (resumable: finished runs are skipped)")
-    _add_config(p)
+    _add_config(p, trains=True)
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild the report from the grid's ledger")
     p.set_defaults(func=_cmd_bench)

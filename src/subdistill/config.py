@@ -64,6 +64,10 @@ class DistillConfig:
     imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if (self.data.options.get("train_crop", "none") != "none"
+                and self.train.augment == "resized-crop-flip"):
+            raise ConfigError("data.options.train_crop already crops every training image: "
+                              "use train.augment: flip (resized-crop-flip would crop twice)")
         if isinstance(self.pairs, str) and self.pairs != "auto":
             raise ConfigError(f"pairs: a mapping teacher layer: student layer, or auto; got "
                               f"{self.pairs!r}")
