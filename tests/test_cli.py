@@ -96,7 +96,7 @@ def test_methods_and_layers_listings(capsys):
 @pytest.mark.parametrize("kind, expected", [
     ("methods", "subdistill"), ("models", "resnet18"), ("datasets", "cifar10-jpeg"),
     ("subtasks", "vehicles"), ("attributions", "lrp"), ("augmentations", "crop-flip"),
-    ("bases", "prca-abs"), ("optimizers", "sgd"), ("schedules", "cosine")])
+    ("bases", "prca-abs"), ("optimizers", "sgd"), ("schedules", "cosine"), ("loggers", "tensorboard")])
 def test_list_names_every_kind(kind, expected, capsys):
     assert main(["list", kind]) == 0
     assert expected in capsys.readouterr().out.split()

@@ -317,13 +317,17 @@ def _listing(kind: str) -> list[str]:
         from .subspace.basis import BASIS_METHODS
 
         return [f"{name:<12}{rule.description}" for name, rule in BASIS_METHODS.items()]
+    if kind == "loggers":
+        from .training.loggers import LOGGERS
+
+        return LOGGERS.names()
     from .training.optim import OPTIMIZERS, SCHEDULES
 
     return (OPTIMIZERS if kind == "optimizers" else SCHEDULES).names()
 
 
 LISTS = ("methods", "models", "datasets", "subtasks", "attributions", "augmentations", "bases",
-         "optimizers", "schedules")
+         "optimizers", "schedules", "loggers")
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
