@@ -129,3 +129,21 @@ def test_training_crops_are_not_cropped_twice(tmp_path):
     with pytest.raises(ConfigError, match="would crop twice"):
         load_config(path)
     assert load_config(path, ["train.augment=flip"]).train.augment == "flip"
+
+
+def test_shipped_configs_point_outside_their_folder():
+    """Relative paths in configs/ resolve from the folder: none may land inside configs/."""
+    from pathlib import Path
+
+    from subdistill.config import read_yaml, resolve_paths
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml")) + sorted(root.glob("paper/*.yaml"))
+    assert len(files) > 10
+    for path in files:
+        raw = resolve_paths(read_yaml(path), path.parent)
+        found = [raw.get("run_dir"), raw.get("out_dir"), raw.get("ledger"),
+                 (raw.get("data") or {}).get("root"), *(raw.get("students") or {}).values(),
+                 *((raw.get(role) or {}).get("weights") for role in ("teacher", "student"))]
+        for value in filter(None, found):
+            assert not Path(value).resolve().is_relative_to(root), (path.name, value)

@@ -157,3 +157,25 @@ def test_explain_takes_its_students_from_a_benchmark(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["explain", str(path)]) == 2
     assert "student.args" in capsys.readouterr().err
+
+
+def test_grid_captions_name_each_prediction_and_the_students_agreement(tmp_path):
+    from torch import nn
+
+    from subdistill.explain.figure import heatmap_grid
+    from subdistill.explain.run import grid_captions
+
+    class Fixed(nn.Module):  # predicts class 1 for every image
+        def forward(self, x):
+            return torch.tensor([[0.0, 1.0]]).repeat(len(x), 1)
+
+    images = torch.randn(2, 1, 8, 8)
+    rows = [{"attribution": "lrp", "model": "kd", "image": i, "pearson": r}
+            for i, r in enumerate((0.5, -0.25))]
+    captions = grid_captions({TEACHER: Fixed(), "kd": Fixed()}, images, rows, "lrp", ["cat", "dog"])
+    assert captions == {TEACHER: ["pred: dog", "pred: dog"],
+                        "kd": ["pred: dog, r 0.50", "pred: dog, r -0.25"]}
+    maps = {TEACHER: torch.randn(2, 8, 8), "kd": torch.randn(2, 8, 8)}
+    heatmap_grid(tmp_path / "grid.png", images, maps, [0.5], [0.25], truths=["cat", "dog"],
+                 captions=captions)
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,19 +4,20 @@ agreement metrics per image (CSV), a summary per model (Markdown) and a figure p
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..atomic import write_csv, write_text
 from ..config import DataConfig, ModelConfig, read_yaml, to_dict
 from ..errors import ConfigError
 from ..jobs import TaskData, build_model, load_task_data
 from ..models.restricted import restrict_teacher
+from ..modes import eval_mode
 from ..plugins import import_object
 from ..results import final_run_dirs, subtask_label
 from ..training.trainer import seed_everything
@@ -142,7 +143,9 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
                             canonizers=model_canonizers(config, models))
         rows += agreement_rows(models, maps, images, labels, method, top_k=config.top_k)
         heatmap_grid(out / f"heatmaps_{method}.png", images, maps, test.mean, test.std,
-                     title=f"{method}: {data.subtask.name}")
+                     title=f"{method}: {data.subtask.name}",
+                     truths=[data.subtask.names[int(y)] for y in labels],
+                     captions=grid_captions(models, images, rows, method, data.subtask.names))
     write_csv(out / "per_image.csv", rows)
     summary = summarize(rows)
     text = format_summary(summary, len(picked))
@@ -150,6 +153,23 @@ def run_explain(config: ExplainConfig) -> list[dict[str, Any]]:
         text += "\n" + format_paired(paired_differences(rows, config.reference), config.reference)
     write_text(out / "summary.md", text)
     return summary
+
+
+@torch.no_grad()
+def grid_captions(models: Mapping[str, nn.Module], images: Tensor, rows: Sequence[Mapping[str, Any]],
+                  method: str, names: Sequence[str]) -> dict[str, list[str]]:
+    """Per model, a caption per image: its prediction and, for a student, the Pearson
+    correlation of its heatmap with the teacher's (``rows``: :func:`agreement_rows`)."""
+    agreement = {(r["model"], int(r["image"])): r["pearson"] for r in rows
+                 if r["attribution"] == method}
+    captions = {}
+    for name, model in models.items():
+        with eval_mode(model):
+            predicted = model(images).argmax(dim=-1).tolist()
+        captions[name] = [f"pred: {names[p]}" + ("" if name == TEACHER else
+                                                 f", r {agreement[(name, i)]:.2f}")
+                          for i, p in enumerate(predicted)]
+    return captions
 
 
 def format_paired(table: list[dict[str, Any]], reference: str) -> str:
