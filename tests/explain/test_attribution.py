@@ -169,3 +169,15 @@ def test_bad_method_and_architecture_raise():
 
     with pytest.raises(ExplainError, match="cannot canonize"):
         attribute(Custom(), x, y, "lrp", **NORM)
+
+
+def test_lrp_explains_a_restricted_fast_cnn_teacher():
+    from subdistill.models import create_model
+
+    torch.manual_seed(0)
+    teacher = RestrictedTeacher(create_model("fast_cnn", 10, widths=[8, 16], stem_width=4,
+                                             norm_scales=False).double().eval(), [1, 2, 4])
+    x, y = _images(2, 16), torch.tensor([0, 2])
+    heatmaps = attribute(teacher, x, y, "lrp", **NORM)
+    assert heatmaps.shape == (2, 16, 16) and torch.isfinite(heatmaps).all()
+    assert heatmaps.abs().sum() > 0

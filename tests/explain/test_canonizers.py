@@ -151,3 +151,24 @@ def test_a_user_canonizer_replaces_the_built_in_one():
 def test_a_bad_user_canonizer_raises(given, message):
     with pytest.raises(ExplainError, match=message):
         canonizers_for(Unsupported(), torch.randn(1, 3, 8, 8), given)
+
+
+def test_fast_cnn_merges_its_norms_across_the_max_pool():
+    from subdistill.models import create_model
+
+    torch.manual_seed(0)
+    model = _randomize_batch_norms(create_model("fast_cnn", 5, widths=[8, 16], stem_width=4))
+    x = torch.randn(4, 3, 32, 32)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        reference = model(x)
+        with canonized(model, x):
+            assert all(torch.all(bn.running_var == 1) for bn in bns)  # all merged
+            merged = model(x)
+        restored = model(x)
+    torch.testing.assert_close(merged, reference, rtol=1e-4, atol=1e-5)
+    assert torch.equal(restored, reference)
+    with torch.no_grad():
+        model.layer2.down[2].weight[0] = -1.0  # a flipped channel does not commute with the max
+    with pytest.raises(ExplainError, match="layer2.down's batch norm has a scale <= 0"):
+        canonizer_for(model, x)

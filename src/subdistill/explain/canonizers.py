@@ -33,6 +33,7 @@ from torchvision.ops.misc import SqueezeExcitation
 from subdistill.explain.errors import ExplainError
 from subdistill.extras import missing_extra
 from subdistill.models.cifar_resnet import BasicBlock, CifarResNet
+from subdistill.models.fast_cnn import FastCNN
 from subdistill.models.mobile import InvertedResidual, MobileStudent
 from subdistill.modes import frozen
 from subdistill.plugins import import_object, keywords_taken
@@ -223,6 +224,28 @@ def _merge_and_route(model: nn.Module, example: Tensor) -> Canonizer:
                                AttributeCanonizer(_forward_attributes)])
 
 
+def _fast_cnn_merges(model: nn.Module, example: Tensor) -> Canonizer:
+    """A FastCNN's BatchNorms merged into the convolutions before them. In a ``down`` block a
+    max-pool lies between the two; the merge is exact there because a per-channel affine map
+    with a positive scale commutes with a max (refused when a scale is not positive)."""
+    assert isinstance(model, FastCNN)
+    pairs = [(("stem.0",), "stem.1")]
+    for index in range(1, model.num_stages + 1):
+        stage = f"layer{index}"
+        norm = model.get_submodule(f"{stage}.down.2")
+        assert isinstance(norm, nn.BatchNorm2d)
+        variance = norm.running_var
+        assert variance is not None, "a FastCNN's batch norms track their statistics"
+        scale = norm.weight / torch.sqrt(variance + norm.eps)
+        if not bool((scale > 0).all()):
+            raise ExplainError(f"LRP cannot canonize this FastCNN: {stage}.down's batch norm has "
+                               "a scale <= 0 after its max-pool, so it cannot be merged into the "
+                               "convolution; use method 'ig' or 'svs'")
+        pairs += [((f"{stage}.down.0",), f"{stage}.down.2"),
+                  ((f"{stage}.refine.0",), f"{stage}.refine.1")]
+    return ExactMergeBatchNorm(pairs)
+
+
 register_canonizer("torchvision-resnet", lambda m: isinstance(m, ResNet),
                    lambda m, x: ResNetCanonizer())
 register_canonizer("torchvision-vgg", lambda m: isinstance(m, VGG),
@@ -233,6 +256,7 @@ register_canonizer("torchvision-mobile",
 register_canonizer("subdistill-models", lambda m: type(m) in (CifarResNet, MobileStudent),
                    _merge_and_route)
 register_canonizer("sequential", _is_plain_sequential, lambda m, x: SequentialMergeBatchNorm())
+register_canonizer("fast-cnn", lambda m: type(m) is FastCNN, _fast_cnn_merges)
 
 
 def canonizer_for(model: nn.Module, example: Tensor) -> Canonizer:
@@ -242,7 +266,8 @@ def canonizer_for(model: nn.Module, example: Tensor) -> Canonizer:
         if rule.applies(model):
             return rule.build(model, example)
     raise ExplainError(
-        f"LRP cannot canonize a {type(model).__name__}: supported are CifarResNet, MobileStudent, "
+        f"LRP cannot canonize a {type(model).__name__}: supported are CifarResNet, FastCNN, "
+        "MobileStudent, "
         "torchvision ResNet, VGG, MobileNetV2/V3 and EfficientNet, nn.Sequential stacks of "
         "standard layers, and models of a registered canonizer (register_canonizer); else give "
         "your own zennit canonizer (canonizer: module:attribute; docs/explainability.md) or use "
