@@ -52,14 +52,14 @@ def make_splits(
     take_rest = rho >= 1 - val_fraction - 1e-9
     train_idx, val_idx = [], []
     for c in subtask.classes:
-        members = np.flatnonzero(train_full.targets == c)
-        shuffled = np.random.default_rng([seed, c]).permutation(members)
-        n_val = int(val_fraction * len(members) + 0.5)
-        n_train = len(members) - n_val if take_rest else int(rho * len(members) + 0.5)
+        shuffled = _shuffled_class(train_full.targets, c, seed)
+        members = len(shuffled)
+        n_val = _share(val_fraction, members)
+        n_train = members - n_val if take_rest else _share(rho, members)
         if n_val == 0 or n_train == 0:
             empty = "validation" if n_val == 0 else "training"
             raise ConfigError(
-                f"class {train_full.classes[c]!r} has {len(members)} training images: "
+                f"class {train_full.classes[c]!r} has {members} training images: "
                 f"val_fraction={val_fraction:g} and rho={rho:g} leave it no {empty} image; "
                 "use larger fractions")
         val_idx.append(shuffled[:n_val])
@@ -74,6 +74,17 @@ def make_splits(
     )
 
 
+def _shuffled_class(targets: np.ndarray, c: int, seed: int) -> np.ndarray:
+    """The indices of class ``c``'s images in a seeded order of its own (seeded per
+    (seed, class): one class's draw does not depend on the others)."""
+    return np.random.default_rng([seed, c]).permutation(np.flatnonzero(targets == c))
+
+
+def _share(fraction: float, count: int) -> int:
+    """``fraction`` of ``count`` images, rounded half up."""
+    return int(fraction * count + 0.5)
+
+
 def holdout_split(dataset: ImageDataset, test_fraction: float = 0.2,
                   seed: int = 0) -> tuple[SubtaskDataset, SubtaskDataset]:
     """Cut one dataset into the training and test datasets that :func:`make_splits` takes:
@@ -83,13 +94,12 @@ def holdout_split(dataset: ImageDataset, test_fraction: float = 0.2,
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}.")
     train_idx, test_idx = [], []
     for c in np.unique(dataset.targets).tolist():
-        members = np.flatnonzero(dataset.targets == c)
-        shuffled = np.random.default_rng([seed, c]).permutation(members)
-        n_test = int(test_fraction * len(members) + 0.5)
-        if n_test == 0 or n_test == len(members):
+        shuffled = _shuffled_class(dataset.targets, c, seed)
+        n_test = _share(test_fraction, len(shuffled))
+        if n_test == 0 or n_test == len(shuffled):
             empty = "test" if n_test == 0 else "training"
             raise ConfigError(
-                f"class {dataset.classes[c]!r} has {len(members)} images: "
+                f"class {dataset.classes[c]!r} has {len(shuffled)} images: "
                 f"test_fraction={test_fraction:g} leaves it no {empty} image; give it more "
                 "images or change test_fraction")
         test_idx.append(shuffled[:n_test])
