@@ -178,10 +178,10 @@ def format_selection(selection: Sequence[Mapping[str, Any]], lambdas: Mapping[tu
                 "  |" if lam not in scores else
                 (f" **{scores[lam]:.4f}** |" if lam == chosen else f" {scores[lam]:.4f} |")
                 for lam in candidates)
-            raw = next((r.get("layer_weights") or "{}" for r in rows if r["method"] == method
-                        and float(r["lambda"]) == chosen), "{}")
+            chosen_run = next((r for r in rows if r["method"] == method
+                               and float(r["lambda"]) == chosen), {})
             weights = ", ".join(f"{k.removeprefix('layer/')} {v:.3g}"
-                                for k, v in json.loads(raw).items())
+                                for k, v in (_parsed(chosen_run, "layer_weights") or {}).items())
             lines.append(f"| {method} |{cells} {'' if chosen is None else f'{chosen:g}'} | "
                          f"{weights} |")
         lines.append("")
