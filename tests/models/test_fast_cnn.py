@@ -32,3 +32,38 @@ def test_bad_sizes_are_model_errors():
         create_model("fast_cnn", num_classes=3, widths=[])
     with pytest.raises(ModelError, match="logit_scale"):
         create_model("fast_cnn", num_classes=3, logit_scale=0.0)
+
+
+def test_whitening_stem_whitens_the_training_patches():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 3, 12, 12, generator=generator)
+    images[:, 1] += 0.8 * images[:, 0]  # correlated channels
+    images[:, 2] *= 3.0
+    model = create_model("fast_cnn", num_classes=3, widths=[8], stem="whiten")
+    assert model.stem[0].out_channels == 24 and not model.stem[0].weight.requires_grad
+    model.init_from_data(images)
+    features = nn.functional.conv2d(images, model.stem[0].weight)  # the stem before its GELU
+    half = features[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = half.T @ half / half.shape[0]
+    torch.testing.assert_close(covariance, torch.eye(12), atol=2e-3, rtol=0)
+    torch.testing.assert_close(features[:, 12:], -features[:, :12])
+    assert torch.equal(model.stem[0].bias, torch.zeros(24))
+
+
+def test_identity_init_passes_the_first_channels_through():
+    model = create_model("fast_cnn", num_classes=3, widths=[8, 4], stem_width=4,
+                         identity_init=True, norm_momentum=0.4)
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(model.layer1.down[0](x)[:, :4], x)
+    torch.testing.assert_close(model.layer2.down[0](torch.randn(2, 8, 3, 3))[:, :4].shape,
+                               (2, 4, 3, 3))
+    assert all(m.momentum == 0.4 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_bad_stem_options_are_model_errors():
+    with pytest.raises(ModelError, match="stem must be one of"):
+        create_model("fast_cnn", num_classes=3, stem="patchify")
+    with pytest.raises(ModelError, match="leave stem_width unset"):
+        create_model("fast_cnn", num_classes=3, stem="whiten", stem_width=32)
+    with pytest.raises(ModelError, match="norm_momentum"):
+        create_model("fast_cnn", num_classes=3, norm_momentum=1.5)

@@ -229,7 +229,7 @@ def _fast_cnn_merges(model: nn.Module, example: Tensor) -> Canonizer:
     max-pool lies between the two; the merge is exact there because a per-channel affine map
     with a positive scale commutes with a max (refused when a scale is not positive)."""
     assert isinstance(model, FastCNN)
-    pairs = [(("stem.0",), "stem.1")]
+    pairs = [] if model.whitening else [(("stem.0",), "stem.1")]
     for index in range(1, model.num_stages + 1):
         stage = f"layer{index}"
         norm = model.get_submodule(f"{stage}.down.2")

@@ -36,6 +36,8 @@ class TrainConfig:
     step_size: int = 25
     gamma: float = 0.5
     warmup_epochs: int = 0
+    lr_per_step: bool = False  # follow the schedule batch by batch instead of epoch by epoch
+    norm_bias_lr_scale: float = 1.0  # learning-rate multiplier of the normalisation shifts
     augment: str = "none"
     precision: str = "fp32"
     channels_last: bool = False
@@ -75,7 +77,7 @@ class TrainConfig:
 
 # (lowest, highest) of the numeric settings; a lowest of 0 for a positive setting is excluded
 POSITIVE = {"epochs": 10**5, "batch_size": 2**20, "lr": 1e3, "step_size": 10**5, "gamma": 1e3,
-            "eval_batch_size": 2**20}
+            "eval_batch_size": 2**20, "norm_bias_lr_scale": 1e4}
 NON_NEGATIVE = {"weight_decay": 1e3, "momentum": 1.0, "num_workers": 256, "warmup_epochs": 10**5,
                 "evaluations": 10**5}
 

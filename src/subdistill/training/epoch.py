@@ -75,14 +75,23 @@ def train_loader(train: Dataset, cfg: TrainConfig, generator: torch.Generator) -
                       generator=generator)
 
 
+def epoch_length(loader: DataLoader, cache: TeacherCache | None, batch_size: int) -> int:
+    """The batches of one epoch of this process: the loader's, or the teacher cache's."""
+    if cache is None:
+        return len(loader)
+    return cache.epoch_length(batch_size, shard=(rank(), world_size()))
+
+
 def train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: LayerTaps | None,
-                batches: Iterable, optimizer: torch.optim.Optimizer, augment: Augment | None,
+                batches: Iterable, state: TrainingState, augment: Augment | None,
                 device: torch.device, epoch: int, cfg: TrainConfig) -> dict[str, float]:
     """One pass over the training batches; returns mean loss terms and training accuracy
-    (over all processes of a process group).
+    (over all processes of a process group). With ``cfg.lr_per_step`` the schedule steps after
+    every batch.
 
     ``model`` is a :class:`StudentStep`, or one wrapped in DistributedDataParallel. Forward
     passes run under ``cfg.precision``; the loss terms are computed in float32."""
+    optimizer = state.optimizer
     model.train()
     sums: dict[str, float] = {}
     steps = correct = seen = 0
@@ -108,6 +117,8 @@ def train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: Layer
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if cfg.lr_per_step:
+            state.schedule.step()
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1
@@ -149,15 +160,10 @@ class EpochRunner:
         """The training batches of 0-based ``epoch`` with a progress bar."""
         if isinstance(self.loader.sampler, DistributedSampler):
             self.loader.sampler.set_epoch(epoch)
-        batches: Iterable
-        if self.cache is None:
-            batches, total = self.loader, len(self.loader)
-        else:
-            share = (rank(), world_size())
-            batches = self.cache.batches(self.cfg.batch_size, generator, shard=share)
-            total = self.cache.epoch_length(self.cfg.batch_size, shard=share)
-        return tqdm(batches, total=total, desc=f"epoch {epoch + 1}", leave=False,
-                    disable=not progress)
+        batches: Iterable = self.loader if self.cache is None else self.cache.batches(
+            self.cfg.batch_size, generator, shard=(rank(), world_size()))
+        return tqdm(batches, total=epoch_length(self.loader, self.cache, self.cfg.batch_size),
+                    desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
 
     def __call__(self, state: TrainingState, progress: bool) -> dict[str, Any]:
         """Train the next epoch of ``state``; its metrics row (not yet recorded)."""
@@ -168,9 +174,10 @@ class EpochRunner:
                 [self.cfg.seed, epoch, rank()]).generate_state(1)[0]))
         row = {"epoch": epoch + 1, "lr": state.optimizer.param_groups[0]["lr"],
                **train_epoch(self.model, self.teacher, self.teacher_taps,
-                             self.batches(epoch, state.loader_rng, progress), state.optimizer,
+                             self.batches(epoch, state.loader_rng, progress), state,
                              self.augment, self.device, epoch, self.cfg)}
-        state.schedule.step()
+        if not self.cfg.lr_per_step:
+            state.schedule.step()
         broadcast_buffers(self.step)  # rank 0's BatchNorm statistics, as DDP's next step would
         validated = epoch + 1 in self.validate_after
         if validated:

@@ -2,7 +2,9 @@
 
 An optimiser is ``build(params, lr, weight_decay, momentum) -> Optimizer``; a schedule is
 ``factor(epoch, epochs, step_size, gamma) -> float``, the learning-rate multiplier of 0-based
-``epoch`` of ``epochs`` (both counted after the warm-up).
+``epoch`` of ``epochs`` (both counted after the warm-up). A schedule stepped after every batch
+(``train.lr_per_step``) counts in batches instead: ``epoch`` is the batch, ``epochs`` the
+batches and ``step_size`` is in batches too.
 """
 
 from __future__ import annotations
@@ -67,27 +69,54 @@ def _constant(epoch: int, epochs: int, step_size: int, gamma: float) -> float:
     return 1.0
 
 
-def build_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
-    """The optimiser ``name`` (``adamw``, ``sgd`` or a registered one) over ``params``."""
-    return OPTIMIZERS.get(name)(params, lr, weight_decay, momentum)
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def parameter_groups(modules: Iterable[nn.Module], lr: float, weight_decay: float,
+                     norm_bias_lr_scale: float = 1.0) -> list[dict]:
+    """The parameters of ``modules`` as optimiser groups: with ``norm_bias_lr_scale``
+    other than 1, the normalisation layers' shifts (batch, group and layer norms' biases) form
+    a second group whose learning rate is ``lr × scale`` and whose weight decay is divided by
+    the scale, so that their decay per step stays that of the other weights (the fast CIFAR-10
+    recipes' "scaled batch-norm biases")."""
+    norm_biases = {id(m.bias) for module in modules for m in module.modules()
+                   if isinstance(m, NORMS) and isinstance(m.bias, nn.Parameter)}
+    params = [p for module in modules for p in module.parameters()]
+    if norm_bias_lr_scale == 1.0 or not norm_biases:
+        return [{"params": params}]
+    return [{"params": [p for p in params if id(p) not in norm_biases]},
+            {"params": [p for p in params if id(p) in norm_biases],
+             "lr": lr * norm_bias_lr_scale, "weight_decay": weight_decay / norm_bias_lr_scale}]
+
+
+def build_optimizer(params: Iterable[nn.Parameter] | list[dict], name: str, lr: float,
+                    weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """The optimiser ``name`` (``adamw``, ``sgd`` or a registered one) over ``params`` (or
+    parameter groups, see :func:`parameter_groups`)."""
+    return OPTIMIZERS.get(name)(params, lr, weight_decay, momentum)  # type: ignore[arg-type]
 
 
 def schedule_factor(name: str, epoch: int, epochs: int, step_size: int, gamma: float,
-                    warmup_epochs: int = 0) -> float:
+                    warmup_epochs: int = 0, steps_per_epoch: int = 1) -> float:
     """Learning-rate multiplier for 0-based ``epoch``: a linear warm-up over ``warmup_epochs``
     (epoch e gets (e+1)/(warmup+1)), then schedule ``name`` over the remaining epochs (step:
-    ×gamma every step_size epochs; cosine or linear to 0; constant)."""
+    ×gamma every step_size epochs; cosine or linear to 0; constant). With ``steps_per_epoch``
+    above 1, ``epoch`` counts batches and the same schedule is followed batch by batch (the
+    warm-up and ``step_size`` still given in epochs)."""
     factor = SCHEDULES.get(name)
-    if epoch < warmup_epochs:
-        return (epoch + 1) / (warmup_epochs + 1)
-    return factor(epoch - warmup_epochs, epochs - warmup_epochs, step_size, gamma)
+    warmup = warmup_epochs * steps_per_epoch
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    return factor(epoch - warmup, epochs * steps_per_epoch - warmup, step_size * steps_per_epoch,
+                  gamma)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int, step_size: int,
-                   gamma: float, warmup_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule following :func:`schedule_factor`."""
+                   gamma: float, warmup_epochs: int = 0,
+                   steps_per_epoch: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
+    """Schedule following :func:`schedule_factor`, stepped once per epoch, or once per batch
+    when ``steps_per_epoch`` (the batches of an epoch) is above 1."""
     SCHEDULES.get(name)  # an unknown name fails here
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: schedule_factor(name, epoch, epochs, step_size, gamma,
-                                                 warmup_epochs))
+                                                 warmup_epochs, steps_per_epoch))

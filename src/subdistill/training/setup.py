@@ -125,3 +125,24 @@ def _check_every_process_has_images(count: int, total: int, device: torch.device
     if empty.item() > 0:
         raise ConfigError(f"{int(empty.item())} of {world_size()} processes get no training image "
                           f"({total} images): start fewer processes")
+
+
+INIT_IMAGES = 5000  # training images a data-dependent initialisation sees
+
+
+def init_from_data(model: nn.Module, train: Dataset, device: torch.device) -> bool:
+    """Give every submodule of ``model`` that defines ``init_from_data(images)`` (a
+    data-dependent initialisation, such as :class:`~subdistill.models.fast_cnn.FastCNN`'s
+    patch-whitening stem) the first :data:`INIT_IMAGES` training images (unaugmented, in the
+    dataset's order, so every process computes the same weights); True when one did."""
+    hooks: list[Callable[[torch.Tensor], None]] = [
+        m.init_from_data for m in model.modules()  # type: ignore[misc]
+        if callable(getattr(m, "init_from_data", None))]
+    if not hooks:
+        return False
+    count = min(INIT_IMAGES, len(train))  # type: ignore[arg-type]
+    images = torch.stack([train[i][0] for i in range(count)]).to(device)
+    with torch.no_grad():
+        for hook in hooks:
+            hook(images)
+    return True

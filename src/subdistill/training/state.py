@@ -13,7 +13,7 @@ from torch import nn
 from ..methods import DistillMethod
 from .checkpoint import CheckpointError, rng_state, set_rng_state
 from .config import TrainConfig
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, parameter_groups
 
 
 def _no_best() -> dict[str, Any]:
@@ -35,14 +35,18 @@ class TrainingState:
     best: dict[str, Any] = field(default_factory=_no_best)
 
     @classmethod
-    def create(cls, student: nn.Module, method: DistillMethod, cfg: TrainConfig) -> TrainingState:
-        """A fresh state: the optimiser over the student's and the heads' parameters, the
-        schedule, and a generator seeded with ``cfg.seed`` for the order of the batches."""
-        params = list(student.parameters()) + list(method.parameters())
-        optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    def create(cls, student: nn.Module, method: DistillMethod, cfg: TrainConfig,
+               loader_rng: torch.Generator, steps_per_epoch: int = 1) -> TrainingState:
+        """A fresh state: the optimiser over the student's and the heads' trainable
+        parameters (:func:`parameter_groups`), the schedule (stepped per batch with
+        ``cfg.lr_per_step``, an epoch being ``steps_per_epoch`` batches) and ``loader_rng``,
+        the generator of the order of the batches."""
+        groups = parameter_groups((student, method), cfg.lr, cfg.weight_decay,
+                                  cfg.norm_bias_lr_scale)
+        optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
         schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma,
-                                  cfg.warmup_epochs)
-        return cls(student, method, optimizer, schedule, torch.Generator().manual_seed(cfg.seed))
+                                  cfg.warmup_epochs, steps_per_epoch if cfg.lr_per_step else 1)
+        return cls(student, method, optimizer, schedule, loader_rng)
 
     @property
     def epochs_done(self) -> int:

@@ -40,12 +40,12 @@ from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
 from .checkpoint import config_hash
 from .config import TrainConfig, merge_config, resume_settings
-from .epoch import EpochRunner, StudentStep, teacher_outputs, train_loader
+from .epoch import EpochRunner, StudentStep, epoch_length, teacher_outputs, train_loader
 from .loggers import Trackers, check_run_loggers, experiment_loggers
 from .run_files import RunFiles
 from .run_log import RunLog
 from .scoring import DistillResult, describe_inputs, score, summary
-from .setup import build_checked_method, num_classes, prepare_method
+from .setup import build_checked_method, init_from_data, num_classes, prepare_method
 from .state import TrainingState
 from .teacher_cache import TeacherCache
 
@@ -221,12 +221,16 @@ def distill(
         run_cache = RunCache(teacher, train, algorithm, augment, cfg, device)
         algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir,
                                    settings["fingerprints"]["data"]["train"], run_cache.feed)
+        if checkpoint is None and init_from_data(student, train, device):
+            run_log.note(f"{method}: student initialised from the first training images")
         for model in (student, teacher):
             if model is not None:
                 to_layout(model, cfg.channels_last)
-        state = TrainingState.create(student, algorithm, cfg)
-        loader = train_loader(train, cfg, state.loader_rng)
+        loader_rng = torch.Generator().manual_seed(cfg.seed)
+        loader = train_loader(train, cfg, loader_rng)
         cache = run_cache.get()
+        state = TrainingState.create(student, algorithm, cfg, loader_rng,
+                                     epoch_length(loader, cache, cfg.batch_size))
         if checkpoint is not None:
             files.restore(state, checkpoint)
         trackers = stack.enter_context(experiment_loggers(
