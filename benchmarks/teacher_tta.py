@@ -41,7 +41,8 @@ def measure(config_path: str, weights: str, precision: str) -> dict:
     """Test accuracy of the teacher of ``config_path`` loaded from ``weights``, plain and with
     flip averaging, with the seconds each took."""
     config = load_config(config_path, cls=TeacherConfig)
-    test = load_dataset(config.data.dataset, "test", root=config.data.root)
+    data = config.data
+    test = load_dataset(data.dataset, "test", data.root, data.download, **data.options)
     config.model.weights = str(Path(weights).resolve())
     model = build_model(config.model, len(test.classes), test.image_shape[0]).eval()
     rows = {}

@@ -20,6 +20,7 @@ import step_time  # noqa: E402
 import student_throughput  # noqa: E402
 import subspace_fit  # noqa: E402
 import teacher_cache  # noqa: E402
+import teacher_tta  # noqa: E402
 
 MACHINE_FIELDS = {"platform", "cpu_count", "torch", "torch_threads", "date"}
 
@@ -194,3 +195,27 @@ def test_student_throughput_measures_flops_and_speed():
 
 def test_student_throughput_times_a_trainer_epoch_from_the_cache():
     assert student_throughput.epoch_images_per_second(channels_last=True, images=64) > 0
+
+
+def test_teacher_tta_scores_a_teacher_plainly_and_flip_averaged(tmp_path):
+    import torch
+    import yaml
+    from safetensors.torch import save_file
+
+    from subdistill.models import create_model
+
+    args = {"depth": 8, "widths": [4, 4, 8]}
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": "cifar_resnet", "args": args},
+                                      "data": {"dataset": "digits"}}))
+    torch.manual_seed(0)
+    save_file(create_model("cifar_resnet", 10, 1, **args).state_dict(), str(tmp_path / "w.st"))
+    result = teacher_tta.measure(str(config), str(tmp_path / "w.st"), "fp32")
+    assert result["images"] > 0 and MACHINE_FIELDS <= set(result["machine"])
+    assert set(result["results"]) == {"plain", "flip"}
+    assert all(0.0 <= row["test_accuracy"] <= 1.0 for row in result["results"].values())
+
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(teacher_tta.FlipAveraged(model)(x),
+                               0.5 * (model(x) + model(x.flip(-1))))

@@ -168,6 +168,14 @@ def test_fast_cnn_merges_its_norms_across_the_max_pool():
         restored = model(x)
     torch.testing.assert_close(merged, reference, rtol=1e-4, atol=1e-5)
     assert torch.equal(restored, reference)
+    whitened = _randomize_batch_norms(create_model("fast_cnn", 5, widths=[8], stem="whiten"))
+    whitened.init_from_data(x)
+    with torch.no_grad():
+        reference = whitened(x)
+        with canonized(whitened, x):  # the whitening stem has no norm: the stages' are merged
+            torch.testing.assert_close(whitened(x), reference, rtol=1e-4, atol=1e-5)
+            assert all(torch.all(bn.running_var == 1) for bn in whitened.modules()
+                       if isinstance(bn, nn.BatchNorm2d))
     with torch.no_grad():
         model.layer2.down[2].weight[0] = -1.0  # a flipped channel does not commute with the max
     with pytest.raises(ExplainError, match="layer2.down's batch norm has a scale <= 0"):

@@ -23,7 +23,8 @@ def test_norm_shifts_get_their_own_learning_rate_and_the_same_decay_per_step():
     fast = optimizer.param_groups[1]
     assert fast["lr"] == pytest.approx(6.4)
     assert fast["lr"] * fast["weight_decay"] == pytest.approx(0.1 * 0.01)
-    assert len(parameter_groups([model], 0.1, 0.01)) == 1
+    plain = parameter_groups([model], 0.1, 0.01)  # at scale 1: the parameters as they are
+    assert [id(p) for p in plain] == [id(p) for p in model.parameters()]
 
 
 def test_per_batch_schedule_in_training(tmp_path):
@@ -36,23 +37,28 @@ def test_per_batch_schedule_in_training(tmp_path):
     assert all(torch.isfinite(torch.tensor(row["loss"])) for row in result.history)
 
 
-def test_a_per_batch_schedule_is_restored_mid_epoch():
+def test_a_per_batch_schedule_resumes_at_the_next_epochs_first_batch():
     from subdistill.training.config import TrainConfig
     from subdistill.training.state import TrainingState
 
     cfg = TrainConfig(epochs=4, lr=0.1, optimizer="sgd", schedule="linear", warmup_epochs=1,
                       lr_per_step=True, norm_bias_lr_scale=4)
 
-    def fresh() -> TrainingState:
+    def fresh(steps_per_epoch: int) -> TrainingState:
         model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))
-        return TrainingState.create(model, nn.Module(), cfg, torch.Generator(), steps_per_epoch=5)
+        return TrainingState.create(model, nn.Module(), cfg, torch.Generator(), steps_per_epoch)
 
-    state = fresh()
-    for _ in range(7):
+    state = fresh(5)
+    for _ in range(10):  # two epochs of five batches
         state.optimizer.step()
         state.schedule.step()
+    state.history = [{"epoch": 1}, {"epoch": 2}]
     lrs = [group["lr"] for group in state.optimizer.param_groups]
-    assert lrs == pytest.approx([0.1 * (1 - 2 / 15), 0.4 * (1 - 2 / 15)])
-    restored = fresh()
+    assert lrs == pytest.approx([0.1 * (1 - 5 / 15), 0.4 * (1 - 5 / 15)])
+    restored = fresh(5)
     restored.load_state_dict(state.state_dict())
     assert [group["lr"] for group in restored.optimizer.param_groups] == pytest.approx(lrs)
+    regrouped = fresh(4)  # e.g. a torchrun job resumed on more processes: 4 batches an epoch
+    regrouped.load_state_dict(state.state_dict())
+    assert regrouped.schedule.last_epoch == 8
+    assert regrouped.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 4 / 12))

@@ -100,3 +100,30 @@ def test_finished_run_is_extended_with_more_epochs(config_file, tmp_path, capsys
     assert main([*base[:-1], "train.epochs=3", "--resume"]) == 2
     assert main([*base[:-1], "train.epochs=6", "--set", "train.lr=0.5", "--resume"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_a_per_batch_schedule_resumes_exactly(config_file, tmp_path, monkeypatch):
+    from subdistill.training.run_files import RunFiles
+
+    per_batch = ["--set", "train.epochs=4", "--set", "train.lr_per_step=true", "--set",
+                 "train.schedule=linear", "--set", "train.warmup_epochs=1", "--set",
+                 "train.optimizer=sgd", "--set", "train.lr=0.05", "--set",
+                 "train.norm_bias_lr_scale=4"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(["distill", str(config_file), "--set", f"run_dir={straight}", *per_batch]) == 0
+    save_epoch = RunFiles.save_epoch
+
+    def save_then_stop(self, state, *args, **kwargs):
+        save_epoch(self, state, *args, **kwargs)
+        if state.epochs_done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFiles, "save_epoch", save_then_stop)
+    assert main(["distill", str(config_file), "--set", f"run_dir={stopped}", *per_batch]) == 130
+    monkeypatch.undo()
+    assert main(["distill", str(config_file), "--set", f"run_dir={stopped}", *per_batch,
+                 "--resume"]) == 0
+    rows = _metrics(straight)
+    assert _metrics(stopped) == rows and len({r["lr"] for r in rows}) == 4
+    a, b = (load_file(str(run / "model_last.safetensors")) for run in (straight, stopped))
+    assert all(torch.equal(a[key], b[key]) for key in a)

@@ -69,6 +69,20 @@ def _stage(in_channels: int, out_channels: int, identity_init: bool,
                              nn.GELU())))
 
 
+def _stem_width(stem: str, stem_width: int | None, in_channels: int) -> int:
+    """The stem's channels: ``stem_width`` (default 32) for the conv stem; 2 × C × k² for the
+    whitening stem, which takes no other."""
+    if stem not in STEMS:
+        raise ModelError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}.")
+    if stem == "conv":
+        return check_width("stem_width", 32 if stem_width is None else stem_width)
+    whitened = 2 * in_channels * WHITEN_KERNEL ** 2
+    if stem_width not in (None, whitened):
+        raise ModelError(f"the whitening stem has 2 x {in_channels} x {WHITEN_KERNEL}^2 = "
+                         f"{whitened} channels; leave stem_width unset (got {stem_width}).")
+    return whitened
+
+
 class FastCNN(nn.Module):
     """Stem (3×3 conv, BN, GELU; or the whitening 2×2 conv and GELU), stages ``layer1`` …
     ``layerN`` (:func:`_stage`), global max-pool, linear classifier whose logits are multiplied
@@ -78,16 +92,18 @@ class FastCNN(nn.Module):
     running-statistics momentum (PyTorch's convention: the weight of the new batch)."""
 
     def __init__(self, widths: Sequence[int], num_classes: int, in_channels: int = 3,
-                 stem_width: int = 32, logit_scale: float = 0.125, norm_scales: bool = True,
-                 stem: str = "conv", identity_init: bool = False,
+                 stem_width: int | None = None, logit_scale: float = 0.125,
+                 norm_scales: bool = True, stem: str = "conv", identity_init: bool = False,
                  norm_momentum: float = 0.1) -> None:
         super().__init__()
-        stem_width = check_width("stem_width", stem_width)
+        stem_width = _stem_width(stem, stem_width, in_channels)
+        if not 0 <= norm_momentum <= 1:
+            raise ModelError(f"norm_momentum must be in [0, 1], got {norm_momentum}.")
+        self.whitening = stem == "whiten"
         self.stem = (nn.Sequential(nn.Conv2d(in_channels, stem_width, WHITEN_KERNEL, bias=True),
-                                   nn.GELU()) if stem == "whiten" else
+                                   nn.GELU()) if self.whitening else
                      nn.Sequential(nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(stem_width, momentum=norm_momentum), nn.GELU()))
-        self.whitening = stem == "whiten"
         if self.whitening:
             self.stem[0].weight.requires_grad_(False)
         channels = stem_width
@@ -131,15 +147,6 @@ def fast_cnn(num_classes: int, in_channels: int = 3, pretrained: bool = False,
     images by :meth:`FastCNN.init_from_data`); ``identity_init`` starts each stage convolution's
     first filters as identities; ``norm_momentum`` is the batch norms' momentum."""
     reject_pretrained("fast_cnn", pretrained)
-    if stem not in STEMS:
-        raise ModelError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}.")
-    whitened = 2 * in_channels * WHITEN_KERNEL ** 2
-    if stem == "whiten" and stem_width not in (None, whitened):
-        raise ModelError(f"the whitening stem has 2 x {in_channels} x {WHITEN_KERNEL}^2 = "
-                         f"{whitened} channels; leave stem_width unset (got {stem_width}).")
-    stem_width = (whitened if stem == "whiten" else 32) if stem_width is None else stem_width
-    if not 0 <= norm_momentum <= 1:
-        raise ModelError(f"norm_momentum must be in [0, 1], got {norm_momentum}.")
     if not 1 <= len(widths) <= MAX_STAGES:
         raise ModelError(f"widths must have 1 to {MAX_STAGES} entries (one per stage), got "
                          f"{tuple(widths)}.")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
@@ -83,15 +84,15 @@ def epoch_length(loader: DataLoader, cache: TeacherCache | None, batch_size: int
 
 
 def train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: LayerTaps | None,
-                batches: Iterable, state: TrainingState, augment: Augment | None,
-                device: torch.device, epoch: int, cfg: TrainConfig) -> dict[str, float]:
+                batches: Iterable, optimizer: torch.optim.Optimizer, augment: Augment | None,
+                device: torch.device, epoch: int, cfg: TrainConfig,
+                schedule: LRScheduler | None = None) -> dict[str, float]:
     """One pass over the training batches; returns mean loss terms and training accuracy
-    (over all processes of a process group). With ``cfg.lr_per_step`` the schedule steps after
-    every batch.
+    (over all processes of a process group). A ``schedule`` given here steps after every
+    batch (``train.lr_per_step``).
 
     ``model`` is a :class:`StudentStep`, or one wrapped in DistributedDataParallel. Forward
     passes run under ``cfg.precision``; the loss terms are computed in float32."""
-    optimizer = state.optimizer
     model.train()
     sums: dict[str, float] = {}
     steps = correct = seen = 0
@@ -117,8 +118,8 @@ def train_epoch(model: nn.Module, teacher: nn.Module | None, teacher_taps: Layer
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if cfg.lr_per_step:
-            state.schedule.step()
+        if schedule is not None:
+            schedule.step()
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1
@@ -174,8 +175,9 @@ class EpochRunner:
                 [self.cfg.seed, epoch, rank()]).generate_state(1)[0]))
         row = {"epoch": epoch + 1, "lr": state.optimizer.param_groups[0]["lr"],
                **train_epoch(self.model, self.teacher, self.teacher_taps,
-                             self.batches(epoch, state.loader_rng, progress), state,
-                             self.augment, self.device, epoch, self.cfg)}
+                             self.batches(epoch, state.loader_rng, progress), state.optimizer,
+                             self.augment, self.device, epoch, self.cfg,
+                             state.schedule if self.cfg.lr_per_step else None)}
         if not self.cfg.lr_per_step:
             state.schedule.step()
         broadcast_buffers(self.step)  # rank 0's BatchNorm statistics, as DDP's next step would

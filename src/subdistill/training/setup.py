@@ -130,19 +130,20 @@ def _check_every_process_has_images(count: int, total: int, device: torch.device
 INIT_IMAGES = 5000  # training images a data-dependent initialisation sees
 
 
-def init_from_data(model: nn.Module, train: Dataset, device: torch.device) -> bool:
+def init_from_data(model: nn.Module, train: Dataset, device: torch.device, seed: int) -> int:
     """Give every submodule of ``model`` that defines ``init_from_data(images)`` (a
     data-dependent initialisation, such as :class:`~subdistill.models.fast_cnn.FastCNN`'s
-    patch-whitening stem) the first :data:`INIT_IMAGES` training images (unaugmented, in the
-    dataset's order, so every process computes the same weights); True when one did."""
+    patch-whitening stem) :data:`INIT_IMAGES` training images, unaugmented, drawn with
+    ``seed`` (datasets are often stored class by class; every process draws the same); the
+    number of images given (0: no submodule has the hook)."""
     hooks: list[Callable[[torch.Tensor], None]] = [
         m.init_from_data for m in model.modules()  # type: ignore[misc]
         if callable(getattr(m, "init_from_data", None))]
     if not hooks:
-        return False
-    count = min(INIT_IMAGES, len(train))  # type: ignore[arg-type]
-    images = torch.stack([train[i][0] for i in range(count)]).to(device)
+        return 0
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+    images = torch.stack([train[int(i)][0] for i in order[:INIT_IMAGES]]).to(device)
     with torch.no_grad():
         for hook in hooks:
             hook(images)
-    return True
+    return len(images)

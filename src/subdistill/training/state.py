@@ -31,22 +31,24 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     loader_rng: torch.Generator
+    schedule_steps: int = 1  # schedule steps per epoch: 1, or the batches with lr_per_step
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=_no_best)
 
     @classmethod
     def create(cls, student: nn.Module, method: DistillMethod, cfg: TrainConfig,
                loader_rng: torch.Generator, steps_per_epoch: int = 1) -> TrainingState:
-        """A fresh state: the optimiser over the student's and the heads' trainable
-        parameters (:func:`parameter_groups`), the schedule (stepped per batch with
-        ``cfg.lr_per_step``, an epoch being ``steps_per_epoch`` batches) and ``loader_rng``,
-        the generator of the order of the batches."""
+        """A fresh state: the optimiser over the student's and the heads' parameters
+        (:func:`parameter_groups`), the schedule (stepped per batch with ``cfg.lr_per_step``,
+        an epoch being ``steps_per_epoch`` batches) and ``loader_rng``, the generator of the
+        order of the batches."""
         groups = parameter_groups((student, method), cfg.lr, cfg.weight_decay,
                                   cfg.norm_bias_lr_scale)
         optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        steps = steps_per_epoch if cfg.lr_per_step else 1
         schedule = build_schedule(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma,
-                                  cfg.warmup_epochs, steps_per_epoch if cfg.lr_per_step else 1)
-        return cls(student, method, optimizer, schedule, loader_rng)
+                                  cfg.warmup_epochs, steps)
+        return cls(student, method, optimizer, schedule, loader_rng, steps)
 
     @property
     def epochs_done(self) -> int:
@@ -87,8 +89,11 @@ class TrainingState:
                                   "subdistill: start the run in a new run directory") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        # the learning rate of the next epoch from this run's schedule (the same as the saved
-        # one unless the run is extended to more epochs, which reshapes the schedule)
+        # checkpoints fall between epochs: the schedule resumes at the next epoch's first step
+        # (the batches per epoch may differ when a torchrun job resumes on more processes),
+        # at the learning rate of this run's schedule (the saved one unless the run is
+        # extended to more epochs, which reshapes the schedule)
+        self.schedule.last_epoch = len(state["history"]) * self.schedule_steps
         for group, base, factor in zip(self.optimizer.param_groups, self.schedule.base_lrs,
                                        self.schedule.lr_lambdas):  # type: ignore[attr-defined]
             group["lr"] = base * factor(self.schedule.last_epoch)

@@ -221,8 +221,9 @@ def distill(
         run_cache = RunCache(teacher, train, algorithm, augment, cfg, device)
         algorithm = prepare_method(algorithm, teacher, train, cfg, run_dir,
                                    settings["fingerprints"]["data"]["train"], run_cache.feed)
-        if checkpoint is None and init_from_data(student, train, device):
-            run_log.note(f"{method}: student initialised from the first training images")
+        initialised = init_from_data(student, train, device, cfg.seed) if checkpoint is None else 0
+        if initialised:
+            run_log.note(f"{method}: student initialised from {initialised} training images")
         for model in (student, teacher):
             if model is not None:
                 to_layout(model, cfg.channels_last)
