@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TEACHERS = [  # (config, weights, dataset, floor of the recorded test accuracy)
     ("teacher-fashion-mnist.yaml", "fashion-mnist-resnet10", "fashion-mnist", 0.93),
-    # the issue asks 0.90; this teacher records 0.8972 (weights/README.md says so)
+    # the benchmarks' CIFAR-10 teacher since 2026-12-02: 0.9108 (issue 14 asks 0.93; see
+    # weights/README.md for why this data and CPU budget stop short of it)
+    ("teacher-cifar10-wide.yaml", "cifar10-fastcnn", "cifar10-jpeg", 0.91),
+    # the earlier CIFAR-10 teacher, kept for the 2026-11-25 tables: 0.8972
     ("teacher-cifar10-restart.yaml", "cifar10-resnet18", "cifar10-jpeg", 0.89),
 ]
 

@@ -5,7 +5,7 @@ from torch.utils.data import TensorDataset
 
 from conftest import TinyCNN
 from subdistill.data.augment import build_augment
-from subdistill.errors import ConfigError
+from subdistill.errors import ConfigError, DataError
 from subdistill.methods import StepOutputs, build_method
 from subdistill.taps import LayerTaps, as_grid
 from subdistill.training import TrainConfig, distill
@@ -154,6 +154,31 @@ def test_epoch_visits_every_image_once_as_one_of_its_copies(tmp_path):
     matches = [(originals == x).flatten(1).all(1) | (flipped == x).flatten(1).all(1)
                for x in seen]
     assert all(bool(m.any()) for m in matches)
+
+
+def test_a_bf16_cache_stores_half_precision_and_reads_float32(tmp_path):
+    teacher, _ = _models()
+    train = _data()
+    exact = TeacherCache.build(tmp_path / "fp32", teacher, train, list(PAIRS), batch_size=16)
+    half = TeacherCache.build(tmp_path / "bf16", teacher, train, list(PAIRS), batch_size=16,
+                              precision="bf16")
+    assert exact.logits.dtype == np.float32 and half.logits.dtype == np.float16
+    assert all(f.dtype == np.float16 for f in half.features.values())
+    _, _, cached = next(half.batches(8, torch.Generator().manual_seed(0)))
+    assert cached.logits.dtype == torch.float32
+    assert all(f.dtype == torch.float32 for f in cached.features.values())
+    # bf16 autocast rounds the teacher's outputs more coarsely than float16 storage does
+    torch.testing.assert_close(torch.from_numpy(half.logits[:].astype(np.float32)),
+                               torch.from_numpy(np.array(exact.logits)), rtol=0.05, atol=0.05)
+
+
+def test_outputs_beyond_float16_are_refused_in_a_bf16_cache(tmp_path):
+    teacher, _ = _models()
+    with torch.no_grad():
+        teacher.head.weight.mul_(1e6)
+    with pytest.raises(DataError, match="beyond float16"):
+        TeacherCache.build(tmp_path, teacher, _data(), [], precision="bf16")
+    assert not list(tmp_path.glob("[!.]*"))  # nothing half-written under the cache's name
 
 
 def test_augmentation_without_copies_is_refused():

@@ -5,6 +5,7 @@ extended as cells finish, and enough on its own to rebuild the report (``--repor
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -57,18 +58,22 @@ class Ledger:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.rows: dict[Key, dict[str, Any]] = {}
-        if self.path.is_file():
-            with open(self.path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                missing = {"stage", "subtask", "method", "rho", "seed", "fingerprint"} - set(
-                    reader.fieldnames or [])
-                if missing:
-                    raise ConfigError(f"{self.path} is not a bench ledger (no column "
-                                      f"{', '.join(sorted(missing))})")
-                self.rows = {row_key(row): row for row in reader}
-        elif self.path.exists():
-            raise ConfigError(f"the ledger {self.path} is not a file")
+        self.rows: dict[Key, dict[str, Any]] = self._read()
+
+    def _read(self) -> dict[Key, dict[str, Any]]:
+        """The rows on disk (none when the file does not exist yet)."""
+        if not self.path.is_file():
+            if self.path.exists():
+                raise ConfigError(f"the ledger {self.path} is not a file")
+            return {}
+        with open(self.path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"stage", "subtask", "method", "rho", "seed", "fingerprint"} - set(
+                reader.fieldnames or [])
+            if missing:
+                raise ConfigError(f"{self.path} is not a bench ledger (no column "
+                                  f"{', '.join(sorted(missing))})")
+            return {row_key(row): row for row in reader}
 
     def find(self, row: Mapping[str, Any], fingerprint: str) -> dict[str, Any] | None:
         """The recorded row of ``row``'s cell if it was run with these settings."""
@@ -76,6 +81,14 @@ class Ledger:
         return found if found is not None and found["fingerprint"] == fingerprint else None
 
     def record(self, row: Mapping[str, Any]) -> None:
-        """Add (or replace) the cell's row and write the file (atomically, sorted)."""
-        self.rows[row_key(row)] = dict(row)
-        write_csv(self.path, [self.rows[k] for k in sorted(self.rows)], COLUMNS)
+        """Add (or replace) the cell's row and write the file (atomically, sorted). The file is
+        re-read under an exclusive lock first, so several processes sharing one ledger (a grid
+        split by subtask or ρ) keep each other's rows."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.rows = {**self._read(), row_key(row): dict(row)}
+                write_csv(self.path, [self.rows[k] for k in sorted(self.rows)], COLUMNS)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

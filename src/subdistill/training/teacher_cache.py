@@ -31,6 +31,7 @@ from ..atomic import write_text
 from ..console import show_bars
 from ..data.augment import Augment
 from ..distributed import even_shard, is_main
+from ..errors import DataError
 from ..fingerprint import model_fingerprint
 from ..modes import frozen
 from ..precision import autocast, to_layout
@@ -71,7 +72,8 @@ def cache_key(teacher: nn.Module, inputs: Tensor, labels: Tensor, *, copies: int
     """Hash of everything the cached outputs depend on."""
     return _content_hash(teacher, inputs, labels, {
         "copies": copies, "augment": augment if copies > 1 else "none", "seed": seed,
-        "layers": list(layers), "precision": precision})
+        "layers": list(layers), "precision": precision,
+        "storage": np.dtype(storage_dtype(precision)).name})
 
 
 def cached_accuracy(root: str | Path, model: nn.Module, data: Dataset, *,
@@ -168,16 +170,27 @@ class TeacherCache:
             index = torch.sort(index).values
             c = copy[index].numpy()
             i = index.numpy()
-            yield (torch.from_numpy(self.inputs[c, i]), torch.from_numpy(self.labels[i]),
-                   CachedTeacher(torch.from_numpy(self.logits[c, i]),
-                                 {layer: torch.from_numpy(f[c, i])
-                                  for layer, f in self.features.items()}))
+            yield (_read(self.inputs, c, i), torch.from_numpy(self.labels[i]),
+                   CachedTeacher(_read(self.logits, c, i),
+                                 {layer: _read(f, c, i) for layer, f in self.features.items()}))
 
     def epoch_length(self, batch_size: int, shard: tuple[int, int] = (0, 1)) -> int:
         """Number of batches :meth:`batches` yields."""
         n = -(-len(self) // shard[1])
         full, rest = divmod(n, batch_size)
         return full + (1 if rest > 1 or (rest == 1 and n == 1) else 0)
+
+
+def storage_dtype(precision: str) -> type[np.floating]:
+    """The dtype the cache stores its arrays in: float16 under bf16 training (whose autocast
+    keeps fewer mantissa bits than float16: half the disk and page cache, so more augmented
+    copies fit), float32 otherwise (a fp32 run reads exactly what the teacher computed)."""
+    return np.float16 if precision == "bf16" else np.float32
+
+
+def _read(array: np.ndarray, copies: np.ndarray, images: np.ndarray) -> Tensor:
+    """Rows ``images`` of copies ``copies`` of a stored array, as a float32 tensor."""
+    return torch.from_numpy(array[copies, images]).float()
 
 
 def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Tensor,
@@ -190,11 +203,18 @@ def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Ten
     np.save(folder / "labels.npy", labels.numpy())
     stores: dict[str, np.memmap] = {}
 
-    def store(name: str, shape: tuple[int, ...]) -> np.memmap:
+    dtype = storage_dtype(precision)
+
+    def store(name: str, copy: int, window: slice, values: Tensor) -> None:
         if name not in stores:
             stores[name] = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+",
-                                                     dtype=np.float32, shape=(copies, n, *shape))
-        return stores[name]
+                                                     dtype=dtype,
+                                                     shape=(copies, n, *values.shape[1:]))
+        if dtype is np.float16 and bool((values.abs() > np.finfo(np.float16).max).any()):
+            raise DataError(f"the teacher's {name} reach {values.abs().max().item():.3g}, "
+                            "beyond float16, which the bf16 teacher cache stores; cache at "
+                            "train.precision fp32")
+        stores[name][copy, window] = values.numpy()
 
     tapped = list(dict.fromkeys([*layers, *(statistics.layers if statistics else [])]))
     steps = tqdm(total=copies * -(-n // batch_size), desc="teacher cache",
@@ -218,12 +238,11 @@ def _write_outputs(folder: Path, teacher: nn.Module, inputs: Tensor, labels: Ten
                     logits = teacher(to_layout(x.to(device), channels_last))
                 if fit is not None:
                     fit.add(logits, taps.outputs)
-                store("inputs", tuple(x.shape[1:]))[copy, window] = x.numpy()
-                store("logits", tuple(logits.shape[1:]))[copy, window] = (
-                    logits.detach().float().cpu().numpy())
+                store("inputs", copy, window, x.float())
+                store("logits", copy, window, logits.detach().float().cpu())
                 for i, layer in enumerate(layers):
-                    grid = as_grid(taps.outputs[layer].detach().float()).cpu()
-                    store(f"layer{i}", tuple(grid.shape[1:]))[copy, window] = grid.numpy()
+                    store(f"layer{i}", copy, window,
+                          as_grid(taps.outputs[layer].detach().float()).cpu())
                 steps.update()
     steps.close()
     for memmap in stores.values():
