@@ -346,3 +346,49 @@ def test_a_named_custom_subtask_labels_folders_rows_and_tables(bench_file):
     assert (out / "final" / "loops" / "kd" / "rho0.8" / "seed0" / "summary.json").is_file()
     summary = (out / "summary.md").read_text()
     assert "### loops, rho = 0.8" in summary and (out / "loops_bars.png").is_file()
+
+
+def test_a_fresh_machine_explains_the_students_kept_beside_the_ledger(
+        bench_file, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    import subdistill.bench.runner as runner
+
+    _with_ledger(bench_file)
+    config = yaml.safe_load(bench_file.read_text())
+    config["grid"].update(rhos=[0.8], seeds=[0], lambdas=[1.0], epochs={})
+    config["agreement"] = {"attributions": ["ig"], "images": 3, "rho": 0.8, "seed": 0}
+    bench_file.write_text(yaml.safe_dump(config))
+    out = bench_file.parent / "bench"
+    assert main(["bench", str(bench_file)]) == 0
+    tables = (out / "summary.md").read_text().split("## Deployment")[0]
+    kept = bench_file.parent / "ledger-students"
+    explained = {r["run_dir"] for r in _rows(out) if r["stage"] == "final"}
+    weights = {str(p.parent.relative_to(kept)): p.read_bytes()
+               for p in kept.rglob("model_best.safetensors")}
+    assert set(weights) == explained  # kd's final run, subdistill's reused selection run
+    assert all(weights[d] == (out / d / "model_best.safetensors").read_bytes() for d in weights)
+
+    # a fresh machine: the kept students are explained, nothing is trained
+    shutil.rmtree(out)
+    shutil.rmtree(bench_file.parent / "cache")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cell recorded in the ledger was trained again")
+
+    monkeypatch.setattr(runner, "run_distill", no_training)
+    assert main(["bench", str(bench_file)]) == 0
+    assert (out / "summary.md").read_text().split("## Deployment")[0] == tables
+    assert not any(out.rglob("model_best.safetensors"))
+
+    # nothing kept either: the explained students are trained again, the same ones
+    shutil.rmtree(out)
+    shutil.rmtree(kept)
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="subdistill.bench.runner"):
+        assert main(["bench", str(bench_file)]) == 0
+    assert sum("again" in r.getMessage() for r in caplog.records) == 2
+    assert {str(p.parent.relative_to(kept)): p.read_bytes()
+            for p in kept.rglob("model_best.safetensors")} == weights
+    assert (out / "summary.md").read_text().split("## Deployment")[0] == tables

@@ -15,6 +15,7 @@ from subdistill.models import (
     register_prefix,
     registry,
     save_weights,
+    weights_bytes,
 )
 
 
@@ -183,6 +184,7 @@ def test_save_load_round_trip(tmp_path):
     fresh = create_model("resnet8x4", 4).eval()
     load_weights(fresh, str(path))
     torch.testing.assert_close(fresh(x), source(x), rtol=0, atol=0)
+    assert weights_bytes(source) == weights_bytes(fresh) == path.stat().st_size
 
 
 def test_save_overwrites_atomically(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..fingerprint import file_digest
 from ..jobs import build_teacher_student, load_full_data, load_task_data, run_distill
-from ..models import count_parameters
+from ..models import count_parameters, weights_bytes
 from ..results import subtask_label
 from ..training.config import run_fingerprint
 from ..training.run_files import CHECKPOINT
@@ -24,6 +24,7 @@ from .config import BenchConfig
 from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
 from .ledger import COLUMNS, JSON_COLUMNS, Ledger, convergence_columns
 from .report import write_report
+from .students import keep_student, kept_students_dir, stamped_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
 
 def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
                        full: Any) -> dict[str, dict[str, float]]:
-    """Size and CPU speed (one thread) of the grid's teacher (restricted to ``cell``'s subtask)
-    and student architecture, the student with ``cell``'s trained weights; measured once and
-    kept in ``out/deployment.json`` for the same two models."""
+    """Size (parameters, multiply-accumulates, .safetensors bytes) and CPU speed (one thread)
+    of the grid's teacher (restricted to ``cell``'s subtask) and student architecture; none
+    needs trained weights. Measured once and kept in ``out/deployment.json`` for the same two
+    models."""
     from ..deploy.profile import multiply_accumulates, speed
 
     stored = out / "deployment.json"
@@ -97,15 +99,13 @@ def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
     distill_config = cell_config(config, cell, out)
     data = load_task_data(distill_config.data, cell.seed, full)
     teacher, student = build_teacher_student(distill_config, data)
-    files = {"teacher": Path(config.teacher.weights or ""), "student":
-             Path(distill_config.run_dir) / "model_best.safetensors"}
     shape = data.train_full.image_shape
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         figures = {name: {"parameters": count_parameters(model),
                           "macs": multiply_accumulates(model.eval(), shape),
-                          "file_bytes": files[name].stat().st_size if files[name].is_file() else 0,
+                          "file_bytes": weights_bytes(model),
                           **speed(model, shape, 50, 64)}
                    for name, model in (("teacher", teacher), ("student", student))}
     finally:
@@ -150,18 +150,52 @@ def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, 
             record(run_cell(config, cell, out, full, ledger))
     final = [r for r in rows if r["stage"] == "final"]
     chose = [r for r in rows if r["stage"] == "select"]
-    deployment = measure_deployment(config, final_cells(config.grid, lambdas)[0], out, full)
+    cells = final_cells(config.grid, lambdas)
+    deployment = measure_deployment(config, cells[0], out, full)
     write_report(out, final, lambdas, selection=chose, deployment=deployment)  # explanations
     # take a while: the tables come first
     if config.agreement.attributions:
         from ..explain.agreement import bench_agreement  # zennit, captum: the explain extra
 
         agreement = config.agreement
+        explained = explained_students(config, list(zip(cells, final)), selection, out, full)
         columns = bench_agreement(config.teacher, config.student, config.data,
-                                  config.grid.subtasks, final,
+                                  config.grid.subtasks, explained,
                                   attributions=agreement.attributions, images=agreement.images,
                                   rho=agreement.rho, seed=agreement.seed, out_dir=out)
         write_report(out, final, lambdas, columns, chose, deployment)
+    return rows
+
+
+def explained_students(config: BenchConfig, finals: list[tuple[Cell, dict[str, Any]]],
+                       selection: list[Cell], out: Path, full: Any) -> list[dict[str, Any]]:
+    """The final rows the agreement explains (at ``agreement.rho`` and ``agreement.seed``),
+    each with ``run_dir`` where the student's weights are: in the grid's run directory, else
+    kept beside the ledger (:mod:`.students`), else trained again, for a grid resumed on a
+    machine that did not train them. With a ledger, every explained student is kept there."""
+    kept_root = kept_students_dir(config.ledger).resolve() if config.ledger else None
+    rows = []
+    for cell, row in finals:
+        if (cell.rho, cell.seed) != (config.agreement.rho, config.agreement.seed):
+            continue
+        source = same_run(cell, selection) or cell
+        fingerprint = cell_fingerprint(config, source, out)
+        run_dir = out / source.path
+        kept = kept_root / source.path if kept_root is not None else None
+        if stamped_fingerprint(run_dir) != fingerprint:
+            if kept is not None and stamped_fingerprint(kept) == fingerprint:
+                rows.append(dict(row, run_dir=str(kept)))
+                continue
+            log.info("training %s again: its weights are neither in %s nor kept beside the "
+                     "ledger", source.path, out)
+            again = run_cell(config, source, out, full)
+            if float(again["test_accuracy"]) != float(row["test_accuracy"]):
+                log.warning("%s trained again reaches test accuracy %s, the ledger's run %s: "
+                            "the agreement explains the new one", source.path,
+                            again["test_accuracy"], row["test_accuracy"])
+        if kept is not None:
+            keep_student(run_dir, kept, fingerprint)
+        rows.append(dict(row, run_dir=str(kept or source.path)))
     return rows
 
 

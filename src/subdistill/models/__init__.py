@@ -16,6 +16,7 @@ from subdistill.models.registry import (
     register_prefix,
     reject_pretrained,
     save_weights,
+    weights_bytes,
 )
 from subdistill.models.restricted import RestrictedTeacher, restrict_teacher
 
@@ -42,4 +43,5 @@ __all__ = [
     "reject_pretrained",
     "restrict_teacher",
     "save_weights",
+    "weights_bytes",
 ]

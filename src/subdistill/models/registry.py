@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 from torch import nn
 
 from subdistill.atomic import atomic_path
@@ -180,12 +180,20 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _saved_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    # Clones: safetensors refuses tensors that share storage (e.g. tied weights).
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write ``model.state_dict()`` to a .safetensors file atomically (parent folders created)."""
-    # Clones: safetensors refuses tensors that share storage (e.g. tied weights).
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, tmp)
+        save_file(_saved_state(model), tmp)
+
+
+def weights_bytes(model: nn.Module) -> int:
+    """The size of the file :func:`save_weights` writes for ``model`` (whatever its values)."""
+    return len(save(_saved_state(model)))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
