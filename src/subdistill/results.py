@@ -29,13 +29,20 @@ def subtask_label(spec: SubtaskSpec) -> str:
     return path_safe(spec if isinstance(spec, str) else "-".join(str(c) for c in spec))
 
 
+def final_rows(rows: Iterable[Mapping[str, Any]], subtask: str, rho: float,
+               seed: int) -> list[Mapping[str, Any]]:
+    """The final runs among ``rows`` (``results.csv`` rows, parsed or not) at one (subtask,
+    rho, seed)."""
+    return [r for r in rows if r["stage"] == "final" and r["subtask"] == subtask
+            and float(r["rho"]) == rho and int(r["seed"]) == seed]
+
+
 def final_runs(rows: Iterable[Mapping[str, Any]], out_dir: str | Path, subtask: str, rho: float,
                seed: int) -> dict[str, Path]:
-    """Run directory per method of the final runs among ``rows`` (``results.csv`` rows, parsed
-    or not) at one (subtask, rho, seed)."""
-    return {r["method"]: Path(out_dir) / r["run_dir"] for r in rows
-            if r["stage"] == "final" and r["subtask"] == subtask and float(r["rho"]) == rho
-            and int(r["seed"]) == seed}
+    """Run directory per method of the final runs among ``rows`` at one (subtask, rho, seed)
+    (a ``run_dir`` relative to ``out_dir``, or absolute)."""
+    return {r["method"]: Path(out_dir) / r["run_dir"]
+            for r in final_rows(rows, subtask, rho, seed)}
 
 
 def final_run_dirs(out_dir: str | Path, subtask: str, rho: float, seed: int) -> dict[str, Path]:

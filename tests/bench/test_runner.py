@@ -388,7 +388,18 @@ def test_a_fresh_machine_explains_the_students_kept_beside_the_ledger(
     monkeypatch.undo()
     with caplog.at_level(logging.INFO, logger="subdistill.bench.runner"):
         assert main(["bench", str(bench_file)]) == 0
-    assert sum("again" in r.getMessage() for r in caplog.records) == 2
+    assert sum("training it again" in r.getMessage() for r in caplog.records) == 2
+    assert not any(r.levelname == "WARNING" for r in caplog.records)  # the same accuracy
     assert {str(p.parent.relative_to(kept)): p.read_bytes()
             for p in kept.rglob("model_best.safetensors")} == weights
     assert (out / "summary.md").read_text().split("## Deployment")[0] == tables
+
+    # other settings: new students replace the kept ones
+    config["train"]["lr"] = 0.5
+    config["out_dir"] = str(bench_file.parent / "other")
+    bench_file.write_text(yaml.safe_dump(config))
+    assert main(["bench", str(bench_file)]) == 0
+    stamps = {str(p.parent.relative_to(kept)): json.loads(p.read_text())["config_hash"]
+              for p in kept.rglob("cell.json")}
+    assert stamps == {r["run_dir"]: r["fingerprint"] for r in _rows(bench_file.parent / "other")
+                      if r["stage"] == "final"}

@@ -18,15 +18,23 @@ from ..jobs import build_teacher_student, load_full_data, load_task_data, run_di
 from ..models import count_parameters, weights_bytes
 from ..results import subtask_label
 from ..training.config import run_fingerprint
-from ..training.run_files import CHECKPOINT
+from ..training.run_files import CHECKPOINT, SUMMARY
 from .check import check_bench, check_files
 from .config import BenchConfig
 from .grid import Cell, cell_config, choose_lambdas, final_cells, same_run, selection_cells
 from .ledger import COLUMNS, JSON_COLUMNS, Ledger, convergence_columns
 from .report import write_report
-from .students import keep_student, kept_students_dir, stamped_fingerprint
+from .students import (
+    finished_fingerprint,
+    keep_student,
+    kept_fingerprint,
+    kept_students_dir,
+    read_stamp,
+    write_stamp,
+)
 
 log = logging.getLogger(__name__)
+
 
 def cell_fingerprint(config: BenchConfig, cell: Cell, out: Path) -> str:
     """The settings fingerprint of a cell. Where files lie is not a setting: not the run
@@ -58,15 +66,15 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
         return dict(recorded, stage=cell.stage, origin="ledger")
     distill_config = cell_config(config, cell, out)
     run_dir = Path(distill_config.run_dir)
-    stamp = run_dir / "cell.json"
+    stamped = read_stamp(run_dir)
     trained = (run_dir / CHECKPOINT).is_file()  # an attempt that failed before training is not
-    if trained and stamp.is_file() and json.loads(stamp.read_text())["config_hash"] != fingerprint:
+    if trained and stamped is not None and stamped != fingerprint:
         raise ConfigError(f"{run_dir} was run with other settings; the grid's config changed. "
                           "Use another out_dir (or delete that folder) to run the new grid")
-    summary_file = run_dir / "summary.json"
+    summary_file = run_dir / SUMMARY
     origin = "finished"
     if not summary_file.is_file():
-        write_text(stamp, json.dumps({"config_hash": fingerprint}) + "\n")
+        write_stamp(run_dir, fingerprint)
         log.info("running %s", cell.path)
         run_distill(distill_config, resume=trained, overwrite=not trained, full=full)
         origin = "trained"
@@ -79,6 +87,9 @@ def run_cell(config: BenchConfig, cell: Cell, out: Path, full,
            **convergence_columns(history, int(summary["epochs"])), "fingerprint": fingerprint}
     if ledger is not None:
         ledger.record(row)
+        if config.agreement.attributions and (cell.rho, cell.seed) == (config.agreement.rho,
+                                                                      config.agreement.seed):
+            keep_student(run_dir, kept_students_dir(config.ledger) / cell.path, fingerprint)
     return {**row, "origin": origin}
 
 
@@ -91,7 +102,8 @@ def measure_deployment(config: BenchConfig, cell: Cell, out: Path,
     from ..deploy.profile import multiply_accumulates, speed
 
     stored = out / "deployment.json"
-    models = {"teacher": to_dict(config.teacher), "student": to_dict(config.student)}
+    models = {"teacher": to_dict(config.teacher), "student": to_dict(config.student),
+              "file_bytes": "state dict"}  # earlier figures read the files, 0 where absent
     saved = json.loads(stored.read_text()) if stored.is_file() else {}
     if saved.get("models") == models:
         return saved["figures"]
@@ -158,7 +170,8 @@ def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, 
         from ..explain.agreement import bench_agreement  # zennit, captum: the explain extra
 
         agreement = config.agreement
-        explained = explained_students(config, list(zip(cells, final)), selection, out, full)
+        explained = explained_students(config, list(zip(cells, final, strict=True)),
+                                       selection, out, full)
         columns = bench_agreement(config.teacher, config.student, config.data,
                                   config.grid.subtasks, explained,
                                   attributions=agreement.attributions, images=agreement.images,
@@ -170,32 +183,30 @@ def run_bench(config: BenchConfig, report_only: bool = False) -> list[dict[str, 
 def explained_students(config: BenchConfig, finals: list[tuple[Cell, dict[str, Any]]],
                        selection: list[Cell], out: Path, full: Any) -> list[dict[str, Any]]:
     """The final rows the agreement explains (at ``agreement.rho`` and ``agreement.seed``),
-    each with ``run_dir`` where the student's weights are: in the grid's run directory, else
-    kept beside the ledger (:mod:`.students`), else trained again, for a grid resumed on a
-    machine that did not train them. With a ledger, every explained student is kept there."""
+    each with ``run_dir`` where its student's weights are. With a ledger: the student kept
+    beside it (an absolute path), kept now from the grid's run directory when only that holds
+    it, trained again when neither does (a grid resumed on a machine that did not train it).
+    Without one: the run directory (relative to ``out``)."""
     kept_root = kept_students_dir(config.ledger).resolve() if config.ledger else None
     rows = []
     for cell, row in finals:
         if (cell.rho, cell.seed) != (config.agreement.rho, config.agreement.seed):
             continue
         source = same_run(cell, selection) or cell
-        fingerprint = cell_fingerprint(config, source, out)
-        run_dir = out / source.path
+        fingerprint = row["fingerprint"]
         kept = kept_root / source.path if kept_root is not None else None
-        if stamped_fingerprint(run_dir) != fingerprint:
-            if kept is not None and stamped_fingerprint(kept) == fingerprint:
-                rows.append(dict(row, run_dir=str(kept)))
-                continue
-            log.info("training %s again: its weights are neither in %s nor kept beside the "
-                     "ledger", source.path, out)
-            again = run_cell(config, source, out, full)
-            if float(again["test_accuracy"]) != float(row["test_accuracy"]):
-                log.warning("%s trained again reaches test accuracy %s, the ledger's run %s: "
-                            "the agreement explains the new one", source.path,
-                            again["test_accuracy"], row["test_accuracy"])
-        if kept is not None:
-            keep_student(run_dir, kept, fingerprint)
-        rows.append(dict(row, run_dir=str(kept or source.path)))
+        if kept is None or kept_fingerprint(kept) != fingerprint:
+            if finished_fingerprint(out / source.path) != fingerprint:
+                log.info("%s: its student is neither in %s nor kept beside the ledger; "
+                         "training it again", source.path, out)
+                again = run_cell(config, source, out, full)
+                if float(again["test_accuracy"]) != float(row["test_accuracy"]):
+                    log.warning("%s trained again reaches test accuracy %s, the ledger's run "
+                                "%s: the agreement explains the new one", source.path,
+                                again["test_accuracy"], row["test_accuracy"])
+            if kept is not None:
+                keep_student(out / source.path, kept, fingerprint)
+        rows.append(dict(row, run_dir=str(kept if kept is not None else source.path)))
     return rows
 
 

@@ -1,5 +1,6 @@
-"""The trained students a grid explains, kept beside its ledger: a grid resumed on another
-machine (without the run directories) explains the students its ledger recorded."""
+"""The stamp of a grid's run directory (the settings fingerprint it was trained with) and the
+trained students a grid explains, kept beside its ledger: a grid resumed on another machine
+(without the run directories) explains the students its ledger recorded."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ import json
 import shutil
 from pathlib import Path
 
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
+from ..training.run_files import BEST_WEIGHTS, SUMMARY
 
-WEIGHTS = "model_best.safetensors"
 STAMP = "cell.json"
+
+
+def read_stamp(folder: Path) -> str | None:
+    """The settings fingerprint stamped in ``folder`` (None without a stamp)."""
+    stamp = folder / STAMP
+    return json.loads(stamp.read_text()).get("config_hash") if stamp.is_file() else None
+
+
+def write_stamp(folder: Path, fingerprint: str) -> None:
+    """Stamp ``folder`` with the settings fingerprint of what is (or will be) trained there."""
+    write_text(folder / STAMP, json.dumps({"config_hash": fingerprint}) + "\n")
 
 
 def kept_students_dir(ledger: str | Path) -> Path:
@@ -20,21 +32,25 @@ def kept_students_dir(ledger: str | Path) -> Path:
     return path.with_name(f"{path.stem}-students")
 
 
-def stamped_fingerprint(run_dir: Path) -> str | None:
-    """The settings fingerprint a run directory (or a kept student) was trained with; None
-    when it holds no weights or no stamp."""
-    stamp = run_dir / STAMP
-    if not (run_dir / WEIGHTS).is_file() or not stamp.is_file():
-        return None
-    return json.loads(stamp.read_text()).get("config_hash")
+def kept_fingerprint(kept: Path) -> str | None:
+    """The fingerprint of the student kept in ``kept``; None when none is kept there."""
+    return read_stamp(kept) if (kept / BEST_WEIGHTS).is_file() else None
+
+
+def finished_fingerprint(run_dir: Path) -> str | None:
+    """The fingerprint of the finished run in ``run_dir``; None when it holds none (an
+    interrupted run's best weights are not a finished student)."""
+    return kept_fingerprint(run_dir) if (run_dir / SUMMARY).is_file() else None
 
 
 def keep_student(run_dir: Path, kept: Path, fingerprint: str) -> None:
-    """Copy a finished run's best weights and its fingerprint to ``kept`` (atomically: the
-    stamp is written last, so a half-copied student is never taken for a kept one)."""
-    if stamped_fingerprint(kept) == fingerprint:
+    """Copy a finished run's best weights and its fingerprint to ``kept`` (the stamp is
+    written last, so a half-copied student is never taken for a kept one)."""
+    if kept_fingerprint(kept) == fingerprint:
         return
+    if kept.is_dir():
+        remove_stale_temporaries(kept)
     (kept / STAMP).unlink(missing_ok=True)
-    with atomic_path(kept / WEIGHTS) as tmp:
-        shutil.copyfile(run_dir / WEIGHTS, tmp)
-    write_text(kept / STAMP, json.dumps({"config_hash": fingerprint}) + "\n")
+    with atomic_path(kept / BEST_WEIGHTS) as tmp:
+        shutil.copyfile(run_dir / BEST_WEIGHTS, tmp)
+    write_stamp(kept, fingerprint)

@@ -16,6 +16,7 @@ from ..config import DataConfig, ModelConfig, from_mapping
 from ..errors import ConfigError, SubdistillError
 from ..jobs import build_model, load_task_data
 from ..training.checkpoint import config_hash
+from ..training.run_files import BEST_WEIGHTS, SUMMARY
 
 
 @dataclass
@@ -37,7 +38,7 @@ class ExpertSpec:
     @property
     def weights(self) -> Path:
         """The student's best-validation weights."""
-        return self.run_dir / "model_best.safetensors"
+        return self.run_dir / BEST_WEIGHTS
 
     def metadata(self) -> dict[str, Any]:
         """What an exported model carries: classes, input, normalisation, origin."""
@@ -55,7 +56,7 @@ def load_spec(run_dir: str | Path) -> ExpertSpec:
     """The :class:`ExpertSpec` of a finished run directory (one written from a config:
     ``subdistill distill``, ``bench`` or ``demo``)."""
     run = Path(run_dir)
-    for name in ("config.yaml", "summary.json", "model_best.safetensors"):
+    for name in ("config.yaml", SUMMARY, BEST_WEIGHTS):
         if not (run / name).is_file():
             raise ConfigError(f"{run} is not a finished run directory: it has no {name}")
     config = yaml.safe_load((run / "config.yaml").read_text())

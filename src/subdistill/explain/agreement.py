@@ -11,7 +11,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..config import DataConfig, ModelConfig, to_dict
-from ..results import SubtaskSpec, final_runs, subtask_label
+from ..results import SubtaskSpec, final_rows, final_runs, subtask_label
 from .analysis import TEACHER
 from .run import ExplainConfig, run_explain
 
@@ -23,8 +23,9 @@ def bench_agreement(teacher: ModelConfig, student: ModelConfig, data: DataConfig
                     attributions: Sequence[str], images: int, rho: float, seed: int,
                     out_dir: str | Path) -> Agreement:
     """Explain the final students of a grid (``final``: its final rows, with their run
-    directories relative to ``out_dir``) of ``seed`` at ``rho`` next to the teacher, per
-    subtask, into ``out_dir/agreement/<subtask>`` (reused when done with the same settings).
+    directories, relative to ``out_dir`` or absolute) of ``seed`` at ``rho`` next to the
+    teacher, per subtask, into ``out_dir/agreement/<subtask>`` (reused when done with the same
+    settings and the same students: their paths and settings fingerprints).
     The rows come from memory, not ``results.csv``, which other processes of a split grid
     rewrite. Returns ``{(subtask, rho): {method: {attribution: pearson}}}``."""
     columns: Agreement = {}
@@ -39,6 +40,8 @@ def bench_agreement(teacher: ModelConfig, student: ModelConfig, data: DataConfig
         done = Path(explain.out_dir) / "agreement.json"
         record = to_dict(explain)
         del record["canonizer"]  # never set here: records made before the key stay valid
+        record["fingerprints"] = {r["method"]: r.get("fingerprint", "")
+                                  for r in final_rows(final, label, rho, seed)}
         saved = json.loads(done.read_text()) if done.is_file() else {}
         if saved.get("config") != record:
             saved = {"config": record, "summary": run_explain(explain)}

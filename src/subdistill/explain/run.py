@@ -20,6 +20,7 @@ from ..models.restricted import restrict_teacher
 from ..modes import eval_mode
 from ..plugins import import_object
 from ..results import final_run_dirs, subtask_label
+from ..training.run_files import BEST_WEIGHTS
 from ..training.trainer import seed_everything
 from .analysis import TEACHER, agreement_rows, heatmaps_for, paired_differences, summarize
 from .figure import heatmap_grid
@@ -69,7 +70,7 @@ class ExplainConfig:
 
 def _weights(path: str) -> str:
     candidate = Path(path)
-    return str(candidate / "model_best.safetensors") if candidate.is_dir() else path
+    return str(candidate / BEST_WEIGHTS) if candidate.is_dir() else path
 
 
 def check_bench_models(config: ExplainConfig) -> None:

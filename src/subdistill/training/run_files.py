@@ -25,8 +25,10 @@ from .run_log import RunLog
 from .state import TrainingState
 
 CHECKPOINT = "checkpoint.pt"
-RUN_FILES = ("config.yaml", "metrics.jsonl", "model_best.safetensors", "model_last.safetensors",
-             CHECKPOINT, "summary.json", "train.log")
+BEST_WEIGHTS = "model_best.safetensors"
+SUMMARY = "summary.json"
+RUN_FILES = ("config.yaml", "metrics.jsonl", BEST_WEIGHTS, "model_last.safetensors",
+             CHECKPOINT, SUMMARY, "train.log")
 """The files a run writes; a folder holding any of them holds an earlier run."""
 BASES = "bases.safetensors"
 LOCK = ".lock"
