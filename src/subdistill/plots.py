@@ -5,13 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .atomic import atomic_path
 
-SALIENT, PLAIN = "#d62728", "#4c72b0"  # SubDistill, every other method
+SALIENT, PLAIN = "#d62728", "#4c72b0"  # SubDistill, every other method in a bar chart
+# the lines of the other methods: matplotlib's tab10 without its red, which is SubDistill's
+OTHERS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf")
+
+
+def series_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour per series name: ``subdistill`` salient, the others in order from a palette
+    without the salient colour (repeating past its nine colours)."""
+    others = [name for name in names if name != "subdistill"]
+    colours = {name: OTHERS[i % len(OTHERS)] for i, name in enumerate(others)}
+    return {name: SALIENT if name == "subdistill" else colours[name] for name in names}
 
 
 def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float],
@@ -48,11 +60,11 @@ def line_chart(path: str | Path, xs: Sequence[float], series: dict[str, Sequence
     figure = Figure(figsize=(5.5, 3.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    colours = series_colours(list(series))
     for name, points in series.items():
-        salient = name == "subdistill"
         axes.errorbar(xs, [m for m, _ in points], yerr=[s for _, s in points], marker="o",
-                      capsize=3, label=name, color=SALIENT if salient else None,
-                      linewidth=2.2 if salient else 1.5)
+                      capsize=3, label=name, color=colours[name],
+                      linewidth=2.2 if name == "subdistill" else 1.5)
     if reference is not None:
         axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="teacher")
     axes.set_xscale("log")
@@ -92,21 +104,36 @@ def curve_chart(path: str | Path, series: Mapping[str, Sequence[tuple[float, flo
                 reference_label: str = "full teacher") -> None:
     """One line per series of (x, y) points on a log2 (or linear) x-axis, and ``reference``
     as a dashed horizontal line; a series called ``subdistill`` is drawn in a salient colour."""
-    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    curve_panels(path, {xlabel: series}, reference, title, ylabel, log_x, reference_label)
+
+
+def curve_panels(path: str | Path,
+                 panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
+                 reference: float | None = None, title: str = "", ylabel: str = "",
+                 log_x: bool = True, reference_label: str = "full teacher") -> None:
+    """Side-by-side panels sharing the y-axis, one per x-axis label in ``panels``, each with a
+    line per series as in :func:`curve_chart`; a series keeps its colour in every panel and
+    the legend is drawn once, in the last panel."""
+    figure = Figure(figsize=(0.5 + 5.0 * len(panels), 3.8), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for name, points in series.items():
-        salient = name == "subdistill"
-        axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name,
-                  color=SALIENT if salient else None, linewidth=2.2 if salient else 1.5)
-    if reference is not None:
-        axes.axhline(reference, color="black", linestyle="--", linewidth=1,
-                     label=reference_label)
-    if log_x:
-        axes.set_xscale("log", base=2)
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.set_title(title)
+    names = list(dict.fromkeys(name for series in panels.values() for name in series))
+    colours = series_colours(names)
+    shared: Axes | None = None
+    for index, (xlabel, series) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), index + 1, sharey=shared)
+        shared = shared or axes
+        for name, points in series.items():
+            axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name,
+                      color=colours[name], linewidth=2.2 if name == "subdistill" else 1.5)
+        if reference is not None:
+            axes.axhline(reference, color="black", linestyle="--", linewidth=1,
+                         label=reference_label)
+        if log_x:
+            axes.set_xscale("log", base=2)
+        axes.set_xlabel(xlabel)
+        if index == 0:
+            axes.set_ylabel(ylabel)
     axes.legend(fontsize=7)
+    figure.suptitle(title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")

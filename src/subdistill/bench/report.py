@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..plots import bar_chart, curve_chart, line_chart, scatter_chart
+from ..plots import bar_chart, curve_panels, line_chart, scatter_chart
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float], dict[str, list[float]]]:
@@ -253,20 +253,24 @@ def _teacher_accuracies(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def _time_plot(out: Path, subtask: str, rho: float, rows: Sequence[Mapping[str, Any]],
                teacher: float | None) -> None:
     """Validation (``<subtask>_time.png``) and, where recorded, test accuracy
-    (``<subtask>_time_test.png``) against training minutes of every method's lowest-seed run
-    at ``rho`` (time-to-accuracy), from the ledger's ``curve`` and ``test_curve`` columns;
-    none without curves."""
+    (``<subtask>_time_test.png``) against training minutes and against epochs of every
+    method's lowest-seed run at ``rho`` (time-to-accuracy), from the ledger's ``curve`` and
+    ``test_curve`` columns; none without curves."""
     for column, name, label in (("curve", "time", "validation"), ("test_curve", "time_test", "test")):
         runs = sorted((r for r in rows if r["subtask"] == subtask and float(r["rho"]) == rho
                        and _parsed(r, column)), key=lambda r: int(r["seed"]))
-        series: dict[str, list[tuple[float, float]]] = {}
+        minutes: dict[str, list[tuple[float, float]]] = {}
+        epochs: dict[str, list[tuple[float, float]]] = {}
         for row in runs:
-            series.setdefault(row["method"], [(s / 60, a) for _, s, a in _parsed(row, column)])
-        if series:
-            curve_chart(out / f"{subtask}_{name}.png", series, reference=teacher,
-                        title=f"{subtask}, rho = {rho:g}, seed {min(int(r['seed']) for r in runs)}",
-                        xlabel="training minutes", ylabel=f"{label} accuracy", log_x=False,
-                        reference_label="teacher (test)")
+            curve = _parsed(row, column)
+            minutes.setdefault(row["method"], [(s / 60, a) for _, s, a in curve])
+            epochs.setdefault(row["method"], [(e, a) for e, _, a in curve])
+        if minutes:
+            curve_panels(out / f"{subtask}_{name}.png",
+                         {"training minutes": minutes, "epochs": epochs}, reference=teacher,
+                         title=f"{subtask}, rho = {rho:g}, seed {min(int(r['seed']) for r in runs)}",
+                         ylabel=f"{label} accuracy", log_x=False,
+                         reference_label="teacher (test)")
 
 
 def _latency_plots(out: Path, rows: Sequence[Mapping[str, Any]],
