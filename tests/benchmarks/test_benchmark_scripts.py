@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import lambda_sweep  # noqa: E402
+import plateau_check  # noqa: E402
 import pretraining  # noqa: E402
 import step_time  # noqa: E402
 import student_throughput  # noqa: E402
@@ -219,3 +220,30 @@ def test_teacher_tta_scores_a_teacher_plainly_and_flip_averaged(tmp_path):
     x = torch.randn(2, 4)
     torch.testing.assert_close(teacher_tta.FlipAveraged(model)(x),
                                0.5 * (model(x) + model(x.flip(-1))))
+
+
+def test_plateau_check_pairs_each_long_run_with_the_grids_cell(tmp_path):
+    from subdistill.bench.ledger import Ledger
+
+    def row(method: str, epochs: int, test: float, seed: int = 0) -> dict:
+        curve = [[e, e * 2.0, 0.5 + e / (400 * epochs)] for e in range(epochs // 4, epochs + 1,
+                                                                     epochs // 4)]
+        return {"stage": "final", "subtask": "pets", "method": method, "rho": 0.8,
+                "seed": seed, "lambda": "", "best_epoch": epochs, "best_val_accuracy": 0.75,
+                "test_accuracy": test, "teacher_test_accuracy": 0.9, "epochs": epochs,
+                "seconds": 60.0 * epochs, "plateau_gain": 0.001, "plateaued": "yes",
+                "curve": json.dumps(curve), "fingerprint": "f"}
+
+    grid, long = Ledger(tmp_path / "grid.csv"), Ledger(tmp_path / "long.csv")
+    for method, test in (("kd", 0.80), ("student-only", 0.78)):
+        grid.record(row(method, 40, test))
+    long.record(row("kd", 120, 0.83))
+    long.record(row("kd", 120, 0.83, seed=1))  # not in the grid: left out
+    pairs = plateau_check.compare(Ledger(grid.path), Ledger(long.path))
+    assert [(p["method"], p["seed"]) for p in pairs] == [("kd", 0)]
+    assert (pairs[0]["grid"]["epochs"], pairs[0]["long"]["epochs"]) == (40, 120)
+    assert pairs[0]["long"]["minutes"] == pytest.approx(120.0)
+    table = plateau_check.format_table({"pairs": pairs})
+    assert "| pets | kd |  | 120 | 0.7500 (120) | 0.8300 | +0.10 pt | yes | +3.00 pt |" in table
+    paths = plateau_check.draw(pairs, tmp_path, "x")
+    assert [Path(p).name for p in paths] == ["x-pets-plateau.png"] and Path(paths[0]).is_file()
