@@ -34,7 +34,7 @@ from ..methods import DistillMethod, method_class
 from ..methods.layerwise import LayerwiseMethod
 from ..models.restricted import restrict_teacher
 from ..modes import frozen
-from ..precision import to_layout
+from ..precision import to_layout, warn_if_emulated
 from ..subspace.fit import SubspaceStatistics
 from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
@@ -202,6 +202,7 @@ def distill(
     settings = run_settings(method, options, pairs, cfg, teacher, student, (train, val, test))
     files = RunFiles(run_dir, writer=is_main())  # in a process group only rank 0 writes
     device = local_device(cfg.device)
+    warn_if_emulated(device, cfg.precision)
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
                                      options=options, device=device)  # before any file
     check_run_loggers(cfg.loggers, run_dir)
