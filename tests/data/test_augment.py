@@ -32,6 +32,14 @@ def test_augments_are_reproducible_under_manual_seed(name, batch):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("name", [n for n in list_augments() if n != "none"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augments_return_nchw_strides(name, channels):
+    # a one-channel crop once came back with channel stride 1: the student then ran channels_last
+    out = build_augment(name, 8)(torch.randn(4, channels, 8, 8))
+    assert out.stride() == (channels * 64, 64, 8, 1)
+
+
 def test_none_and_unknown_names():
     assert build_augment("none", 32) is None
     with pytest.raises(ConfigError, match="Did you mean 'crop-flip'"):

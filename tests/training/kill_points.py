@@ -57,10 +57,12 @@ def count_writes(job, *args) -> int:
         replace(src, dst)
 
     atomic.os.replace = counting_replace  # type: ignore[attr-defined]
+    threads = torch.get_num_threads()  # the jobs set one thread: not for the tests after
     try:
         job(*args)
     finally:
         atomic.os.replace = replace  # type: ignore[attr-defined]
+        torch.set_num_threads(threads)
     return count[0]
 
 

@@ -33,8 +33,10 @@ class RandomCrop:
         rows = (top + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
         cols = (left + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
         batch = torch.arange(b, device=x.device)[:, None, None]
-        # Advanced indexing puts the indexed dims first: (B, H, W, C) -> (B, C, H, W).
-        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+        # Advanced indexing puts the indexed dims first: (B, H, W, C) -> (B, C, H, W), copied
+        # to NCHW strides (``contiguous()`` keeps the channels-last strides of one channel)
+        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).clone(
+            memory_format=torch.contiguous_format)
 
 
 def random_flip(x: Tensor) -> Tensor:

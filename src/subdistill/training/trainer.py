@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..methods import DistillMethod, method_class
 from ..methods.layerwise import LayerwiseMethod
 from ..models.restricted import restrict_teacher
 from ..modes import frozen
-from ..precision import to_layout, warn_if_emulated
+from ..precision import to_layout, usable_channels_last, warn_if_emulated
 from ..subspace.fit import SubspaceStatistics
 from ..taps import LayerTaps
 from .calibration import calibrate, calibration_batches, collapse_message
@@ -203,6 +203,7 @@ def distill(
     files = RunFiles(run_dir, writer=is_main())  # in a process group only rank 0 writes
     device = local_device(cfg.device)
     warn_if_emulated(device, cfg.precision)
+    cfg = replace(cfg, channels_last=usable_channels_last(student, device, cfg.channels_last))
     algorithm = build_checked_method(teacher, student, train, method=method, pairs=pairs,
                                      options=options, device=device)  # before any file
     check_run_loggers(cfg.loggers, run_dir)
