@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from subdistill.losses import kd_loss, subspace_loss
+from subdistill.losses import channel_squared_error, kd_loss, subspace_loss
 
 
 def test_kd_loss_matches_hand_formula():
@@ -30,3 +31,19 @@ def test_subspace_loss_sums_coordinates_and_averages_positions():
     target = torch.ones(2, 3, 2, 2)
     assert subspace_loss(pred, target).item() == 3.0
     assert subspace_loss(pred, target, 6.0).item() == 0.5
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (3, 4)])
+def test_channel_squared_error_matches_the_elementwise_formula(shape):
+    g = torch.Generator().manual_seed(0)
+    prediction = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(shape[1], generator=g, dtype=torch.float64)
+    dims = (0, *range(2, len(shape)))
+    fused = channel_squared_error(prediction, target)
+    expected = (target - prediction).square().sum(dim=dims)
+    torch.testing.assert_close(fused, expected, rtol=1e-12, atol=0)
+    grads = torch.autograd.grad((weights * fused).sum(), (prediction, target))
+    expected_grads = torch.autograd.grad((weights * expected).sum(), (prediction, target))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)

@@ -67,6 +67,32 @@ def channel_moments(raw: Tensor, x: Tensor, gram: bool = False) -> tuple[Tensor,
     return _ChannelMoments.apply(raw.detach(), x, gram)
 
 
+class _ChannelSquaredError(torch.autograd.Function):
+    """Forward: :func:`channel_squared_error`; backward: one elementwise pass over the saved
+    difference (autograd through the elementwise formula makes several)."""
+
+    @staticmethod
+    def forward(ctx, prediction: Tensor, target: Tensor) -> Tensor:
+        diff = target - prediction
+        ctx.save_for_backward(diff)
+        ctx.dtypes = prediction.dtype, target.dtype
+        return diff.square().sum(dim=(0, *range(2, diff.ndim)))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        diff, = ctx.saved_tensors
+        scaled = diff * (2 * grad).view(1, -1, *([1] * (diff.ndim - 2)))
+        wants_prediction, wants_target = ctx.needs_input_grad
+        return ((-scaled).to(ctx.dtypes[0]) if wants_prediction else None,
+                scaled.to(ctx.dtypes[1]) if wants_target else None)
+
+
+def channel_squared_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """``Σ (target − prediction)²`` per channel (dim 1) of two maps of one shape, summed over
+    the batch and positions; differentiable in both."""
+    return _ChannelSquaredError.apply(prediction, target)
+
+
 def linear_fit_loss(teacher: Tensor, student: Tensor, weight: Tensor, bias: Tensor | None,
                     reduction: str = "channel-mean") -> Tensor:
     """FitNets' hint loss of the linear regressor ``W s + b`` (a 1×1 convolution, ``weight``

@@ -97,3 +97,17 @@ def test_method_terms():
     assert terms["layer/t"].item() == pytest.approx(expected.item(), rel=1e-5)
     kd = kd_loss(step.student_logits, step.teacher_logits, 4.0).item()
     assert terms["kd"].item() == pytest.approx(kd, rel=1e-6)
+
+
+def test_loss_and_gradients_equal_the_elementwise_formula():
+    g = torch.Generator().manual_seed(3)
+    mean = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    variance = (torch.rand(3, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+    teacher = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    v = variance[:, None, None]
+    expected = (0.5 * ((teacher - mean).pow(2) / v + v.log())).mean()
+    loss = vid_loss(mean, variance, teacher)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    for got, want in zip(torch.autograd.grad(loss, (mean, variance)),
+                         torch.autograd.grad(expected, (mean, variance)), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-15)

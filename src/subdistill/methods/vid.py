@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..losses import channel_squared_error
 from ..taps import align
 from .base import LayerPair, register_method
 from .layerwise import LayerwiseMethod
@@ -23,8 +24,9 @@ def vid_loss(mean: Tensor, variance: Tensor, teacher_map: Tensor) -> Tensor:
     """Gaussian negative log-likelihood without the constant ``½ log 2π``, averaged (not
     summed) over batch, channels and positions as in the authors' code:
     ``mean(½ · ((T − μ(S))² / σ²_c + log σ²_c))``, ``variance`` being the (C,) σ²."""
-    variance = variance[:, None, None]
-    return (0.5 * ((teacher_map - mean).pow(2) / variance + variance.log())).mean()
+    positions = mean.numel() // mean.shape[1]
+    squared_error = channel_squared_error(mean, teacher_map)  # Σ over batch and positions
+    return 0.5 * (squared_error / (positions * variance) + variance.log()).mean()
 
 
 class VIDHead(nn.Module):
