@@ -111,3 +111,26 @@ def test_loss_and_gradients_equal_the_elementwise_formula():
     for got, want in zip(torch.autograd.grad(loss, (mean, variance)),
                          torch.autograd.grad(expected, (mean, variance)), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-15)
+
+
+def test_regressor_runs_channels_last_with_the_nchw_loss_and_gradients():
+    torch.manual_seed(4)
+    pair = LayerPair("t", "s", teacher_channels=6, student_channels=4, teacher_size=(5, 5),
+                     student_size=(5, 5))
+    head = build_method("vid", [pair]).heads[0].double()
+    teacher = torch.randn(3, 6, 5, 5, dtype=torch.float64)
+    student = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    layouts = []
+    head.regressor[0].register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    loss = head(teacher, student)
+    assert layouts == [True]
+    w1, w2, w3 = (conv.weight for conv in head.regressor[::2])
+    conv = torch.nn.functional.conv2d
+    nchw_mean = conv(conv(conv(student, w1).relu(), w2).relu(), w3)
+    expected = vid_loss(nchw_mean, head.variance, teacher)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    params = (student, *head.parameters())
+    for got, want in zip(torch.autograd.grad(loss, params), torch.autograd.grad(expected, params),
+                         strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)

@@ -31,7 +31,8 @@ def vid_loss(mean: Tensor, variance: Tensor, teacher_map: Tensor) -> Tensor:
 
 class VIDHead(nn.Module):
     """Training-only head of one pair: regressor μ (1×1 convs k → d → d → d, ReLU between,
-    no bias, as in the authors' code) and per-channel variance ``σ² = softplus(α) + eps``."""
+    no bias, as in the authors' code; run on channels-last maps) and per-channel variance
+    ``σ² = softplus(α) + eps``."""
 
     def __init__(self, student_channels: int, teacher_channels: int, init_variance: float):
         super().__init__()
@@ -51,7 +52,9 @@ class VIDHead(nn.Module):
 
     def forward(self, teacher_map: Tensor, student_map: Tensor) -> Tensor:
         teacher_map, student_map = align(teacher_map, student_map)
-        return vid_loss(self.regressor(student_map), self.variance, teacher_map)
+        # oneDNN's 1×1 convolutions run several times faster on channels-last maps than on NCHW
+        mean = self.regressor(student_map.contiguous(memory_format=torch.channels_last))
+        return vid_loss(mean, self.variance, teacher_map)
 
 
 @register_method
