@@ -37,36 +37,52 @@ def _run(row: dict[str, Any]) -> dict[str, Any]:
             "curve": json.loads(row["curve"]) if row.get("curve") else []}
 
 
+def teacher_accuracies(*ledgers: Ledger) -> dict[str, float]:
+    """The teacher's test accuracy per subtask, from the rows that have a teacher (the
+    label-only student's rows leave it empty)."""
+    found = {}
+    for ledger in ledgers:
+        for row in ledger.rows.values():
+            if row.get("teacher_test_accuracy", "") != "":
+                found.setdefault(row["subtask"], float(row["teacher_test_accuracy"]))
+    return found
+
+
 def compare(grid: Ledger, long: Ledger) -> list[dict[str, Any]]:
-    """One entry per long run whose cell the grid holds: both runs' figures."""
+    """One entry per long run whose cell the grid holds: both runs' figures and the teacher's
+    subtask accuracy (None where no row of that subtask has a teacher)."""
+    teachers = teacher_accuracies(grid, long)
     pairs = []
     for key, row in sorted(long.rows.items()):
-        short = grid.rows.get(key)
+        # at the selection ρ and seed a grid's final run is its λ-selection run of that λ
+        short = grid.rows.get(key) or grid.rows.get(("select", *key[1:]))
         if short is None:
             print(f"{'/'.join(key)}: not in the grid's ledger, left out", file=sys.stderr)
             continue
         pairs.append({"subtask": row["subtask"], "method": row["method"],
                       "rho": float(row["rho"]), "seed": int(row["seed"]),
-                      "lambda": row["lambda"], "teacher": float(row["teacher_test_accuracy"]),
+                      "lambda": row["lambda"], "teacher": teachers.get(row["subtask"]),
                       "grid": _run(short), "long": _run(row)})
     return pairs
 
 
 def format_table(result: dict) -> str:
     """The comparison as a Markdown table."""
-    lines = ["| subtask | method | λ | epochs | best val. (epoch) | test | last-quarter gain "
-             "| plateaued | test change | minutes |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines = ["| subtask | method | λ | epochs | best val. (epoch) | test | / teacher "
+             "| last-quarter gain | plateaued | test change | minutes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for pair in result["pairs"]:
         for name in ("grid", "long"):
             run = pair[name]
             gain = "" if run["plateau_gain"] is None else f"{100 * run['plateau_gain']:+.2f} pt"
             change = (f"{100 * (run['test_accuracy'] - pair['grid']['test_accuracy']):+.2f} pt"
                       if name == "long" else "")
+            share = ("" if pair["teacher"] is None
+                     else f"{100 * run['test_accuracy'] / pair['teacher']:.1f}%")
             lines.append(f"| {pair['subtask']} | {pair['method']} | {pair['lambda']} | "
                          f"{run['epochs']} | {run['best_val_accuracy']:.4f} ({run['best_epoch']}) "
-                         f"| {run['test_accuracy']:.4f} | {gain} | {run['plateaued']} | {change} "
-                         f"| {run['minutes']:.1f} |")
+                         f"| {run['test_accuracy']:.4f} | {share} | {gain} | {run['plateaued']} "
+                         f"| {change} | {run['minutes']:.1f} |")
     return "\n".join(lines)
 
 
@@ -79,7 +95,8 @@ def draw(pairs: list[dict[str, Any]], figures: Path, prefix: str) -> list[str]:
                                                                p[name]["curve"]]
                   for p in chosen for name in ("grid", "long")}
         path = figures / f"{prefix}-{subtask}-plateau.png"
-        curve_panels(path, {"epochs": series}, reference=chosen[0]["teacher"],
+        teacher = next((p["teacher"] for p in chosen if p["teacher"] is not None), None)
+        curve_panels(path, {"epochs": series}, reference=teacher,
                      title=f"{subtask}: the grid's runs and the same cells trained longer",
                      ylabel="validation accuracy", log_x=False, reference_label="teacher (test)")
         paths.append(str(path))

@@ -226,24 +226,32 @@ def test_plateau_check_pairs_each_long_run_with_the_grids_cell(tmp_path):
     from subdistill.bench.ledger import Ledger
 
     def row(method: str, epochs: int, test: float, seed: int = 0) -> dict:
+        teacher = "" if method == "student-only" else 0.9  # the label-only run has no teacher
         curve = [[e, e * 2.0, 0.5 + e / (400 * epochs)] for e in range(epochs // 4, epochs + 1,
                                                                      epochs // 4)]
         return {"stage": "final", "subtask": "pets", "method": method, "rho": 0.8,
                 "seed": seed, "lambda": "", "best_epoch": epochs, "best_val_accuracy": 0.75,
-                "test_accuracy": test, "teacher_test_accuracy": 0.9, "epochs": epochs,
+                "test_accuracy": test, "teacher_test_accuracy": teacher, "epochs": epochs,
                 "seconds": 60.0 * epochs, "plateau_gain": 0.001, "plateaued": "yes",
                 "curve": json.dumps(curve), "fingerprint": "f"}
 
     grid, long = Ledger(tmp_path / "grid.csv"), Ledger(tmp_path / "long.csv")
     for method, test in (("kd", 0.80), ("student-only", 0.78)):
         grid.record(row(method, 40, test))
+    grid.record({**row("subdistill", 40, 0.82), "stage": "select", "lambda": 10.0})
+    grid.record({**row("subdistill", 40, 0.5), "stage": "select", "lambda": 1.0})
     long.record(row("kd", 120, 0.83))
+    long.record(row("student-only", 120, 0.81))
+    long.record({**row("subdistill", 120, 0.84), "lambda": 10.0})  # the grid's run: select
     long.record(row("kd", 120, 0.83, seed=1))  # not in the grid: left out
     pairs = plateau_check.compare(Ledger(grid.path), Ledger(long.path))
-    assert [(p["method"], p["seed"]) for p in pairs] == [("kd", 0)]
+    assert [(p["method"], p["seed"]) for p in pairs] == [("kd", 0), ("student-only", 0),
+                                                          ("subdistill", 0)]
+    assert [p["teacher"] for p in pairs] == [0.9] * 3  # the subtask's, for the label-only run too
+    assert pairs[2]["grid"]["test_accuracy"] == 0.82  # the selection run of the same λ
     assert (pairs[0]["grid"]["epochs"], pairs[0]["long"]["epochs"]) == (40, 120)
     assert pairs[0]["long"]["minutes"] == pytest.approx(120.0)
     table = plateau_check.format_table({"pairs": pairs})
-    assert "| pets | kd |  | 120 | 0.7500 (120) | 0.8300 | +0.10 pt | yes | +3.00 pt |" in table
+    assert "| pets | kd |  | 120 | 0.7500 (120) | 0.8300 | 92.2% | +0.10 pt | yes | +3.00 pt |" in table
     paths = plateau_check.draw(pairs, tmp_path, "x")
     assert [Path(p).name for p in paths] == ["x-pets-plateau.png"] and Path(paths[0]).is_file()
