@@ -94,6 +94,19 @@ def test_cache_is_reused_and_keyed_by_its_inputs(tmp_path, monkeypatch):
         TeacherCache.build(tmp_path, teacher, _data(), ["stage2"])
 
 
+def test_a_cache_folder_missing_an_array_is_computed_again(tmp_path, caplog):
+    teacher, _ = _models()
+    first = TeacherCache.build(tmp_path, teacher, _data(), ["stage1", "stage2"])
+    logits = np.array(first.logits)
+    del first
+    (tmp_path / next(p.name for p in tmp_path.iterdir()) / "layer1.npy").unlink()
+    with caplog.at_level("WARNING"):
+        again = TeacherCache.build(tmp_path, teacher, _data(), ["stage1", "stage2"])
+    assert "lacks layer1.npy; computing it again" in caplog.text
+    np.testing.assert_array_equal(np.array(again.logits), logits)
+    assert set(again.features) == {"stage1", "stage2"}
+
+
 def test_teacher_accuracy_is_scored_once_per_model_and_data(tmp_path, monkeypatch):
     teacher, _ = _models()
     data = _data()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -40,6 +41,8 @@ from ..taps import LayerTaps, as_grid
 from .evaluate import accuracy
 
 META = "meta.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,8 +112,8 @@ class TeacherCache:
         self.inputs = np.load(folder / "inputs.npy", mmap_mode="r")
         self.labels = np.load(folder / "labels.npy")
         self.logits = np.load(folder / "logits.npy", mmap_mode="r")
-        self.features = {layer: np.load(folder / f"layer{i}.npy", mmap_mode="r")
-                         for i, layer in enumerate(self.layers)}
+        self.features = {layer: np.load(folder / name, mmap_mode="r")
+                         for layer, name in zip(self.layers, _layer_files(self.layers))}
         self.fed_statistics = False  # whether building it fed a subspace fit (see build)
 
     def __len__(self) -> int:
@@ -133,8 +136,12 @@ class TeacherCache:
         key = cache_key(teacher, inputs, labels, copies=copies, augment=augment_name, seed=seed,
                         layers=layers, precision=precision)
         folder = Path(root) / key
-        if (folder / META).is_file():
+        missing = _missing_files(folder)
+        if not missing:
             return cls(folder)
+        if (folder / META).is_file():  # written whole, then changed from outside: rebuild it
+            log.warning("teacher cache %s lacks %s; computing it again", folder,
+                        ", ".join(missing))
         partial = Path(root) / f".{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -179,6 +186,20 @@ class TeacherCache:
         n = -(-len(self) // shard[1])
         full, rest = divmod(n, batch_size)
         return full + (1 if rest > 1 or (rest == 1 and n == 1) else 0)
+
+
+def _layer_files(layers: Sequence[str]) -> list[str]:
+    """The file of each cached layer map, in the order of ``layers``."""
+    return [f"layer{i}.npy" for i in range(len(layers))]
+
+
+def _missing_files(folder: Path) -> list[str]:
+    """The files a complete cache folder has and ``folder`` lacks (all, without its META)."""
+    if not (folder / META).is_file():
+        return [META]
+    layers = json.loads((folder / META).read_text())["layers"]
+    names = ["inputs.npy", "labels.npy", "logits.npy", *_layer_files(layers)]
+    return [name for name in names if not (folder / name).is_file()]
 
 
 def storage_dtype(precision: str) -> type[np.floating]:
